@@ -1,0 +1,1 @@
+"""Orchestration, adapters (storage, validation, tracking), settings and the `hypernet` CLI."""
