@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from flows.settings import Settings
 
 app = typer.Typer(
     name="hypernet",
@@ -12,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+console = Console()
 
 
 def _mount(module: str, name: str, help_text: str) -> None:
@@ -27,6 +36,67 @@ def _mount(module: str, name: str, help_text: str) -> None:
 
 _mount("flows.cli_catalog", "catalog", "Register, import, list and show fleet datasets in DataHub.")
 _mount("flows.cli_validate", "validate", "Validate fleet datasets with Great Expectations.")
+
+
+@app.command()
+def demo(
+    folds: int = typer.Option(5, help="Folds of whole schools for the unseen-school evaluation."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """The main job: the High School and Beyond fleet (160 schools), hypernetwork vs baselines."""
+    from flows.demo import run_demo
+
+    run_demo(Settings(), console, folds=folds, progress=progress)
+
+
+@app.command()
+def train(
+    table: Path = typer.Argument(..., exists=True, dir_okay=False, help="One long table (CSV or parquet)."),
+    group: str = typer.Option(..., help="Column naming the dataset (source) of each row."),
+    target: str = typer.Option(..., help="Target column."),
+    features: Optional[list[str]] = typer.Option(None, "--feature", "-f", help="Feature columns (default: the rest)."),
+    meta: Optional[list[str]] = typer.Option(None, "--meta", "-m", help="Meta-feature columns (constant per source)."),
+    task: str = typer.Option("regression", help="regression or classification."),
+    baselines: bool = typer.Option(True, help="Also train the baselines on the same split for comparison."),
+    steps: int = typer.Option(600, help="Maximum optimiser steps per model."),
+    name: str = typer.Option("model", help="Folder name under <workspace>/models."),
+) -> None:
+    """Train the hypernetwork on your own table, compare it with the baselines, and save it."""
+    from flows.training import train_table
+
+    train_table(Settings(), console, table, group, target, features or [], meta or [], task, baselines, steps, name)
+
+
+@app.command()
+def doctor() -> None:
+    """Versions, device and configured backends."""
+    settings = Settings()
+    t = Table(title="hypernet doctor", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("python", platform.python_version())
+    for pkg in ("hypernet-pipeline", "torch", "prefect", "mlflow", "acryl-datahub", "great-expectations", "pandas",
+                "boto3", "safetensors"):
+        t.add_row(pkg, _version(pkg))
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    t.add_row("device", f"{settings.resolve_device()} (setting: {settings.device}; GPU: {gpu})")
+    t.add_row("workspace", str(settings.workspace.resolve()))
+    t.add_row("catalog", f"{settings.catalog.backend} "
+              + (f"{settings.catalog.engine} {settings.catalog_file}" if settings.catalog.backend == "lite"
+                 else settings.catalog.server_url))
+    t.add_row("data lake", settings.lake)
+    t.add_row("tracking", settings.tracking_uri)
+    console.print(t)
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "[red]not installed[/]"
+
 
 if __name__ == "__main__":
     app()
