@@ -33,7 +33,8 @@ class BalancedSampler:
         self.offsets = torch.cumsum(self.counts, 0) - self.counts
         self.present = torch.nonzero(self.counts > 0).squeeze(1)
         self.k = min(datasets_per_batch, len(self.present))
-        self.rows_per_dataset = rows_per_dataset
+        # With fewer datasets than asked for, draw more rows from each: the batch size stays the same.
+        self.rows_per_dataset = math.ceil(datasets_per_batch * rows_per_dataset / max(1, self.k))
         self.g = generator
 
     def sample(self) -> Tensor:
