@@ -68,6 +68,23 @@ def train(
 
 
 @app.command()
+def generate(
+    model_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A saved model (hypernet train)."),
+    name: str = typer.Option(..., help="The new dataset's name."),
+    meta: Optional[list[str]] = typer.Option(None, "--meta", "-m", help="KEY=VALUE meta-feature (repeatable)."),
+    rows: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help="Labelled rows (CSV/parquet): few-shot."),
+    target: Optional[str] = typer.Option(None, help="Target column of --rows."),
+    out: Optional[Path] = typer.Option(None, help="Output file (default <workspace>/weights/<name>.safetensors)."),
+) -> None:
+    """Weights for a dataset the model has never seen: zero-shot from meta-features, few-shot with rows."""
+    from flows.generation import generate_weights
+
+    settings = Settings()
+    path = generate_weights(settings, model_dir, name, meta or [], rows, target, out)
+    console.print(f"Weights for {name!r} written to {path}")
+
+
+@app.command()
 def doctor() -> None:
     """Versions, device and configured backends."""
     settings = Settings()

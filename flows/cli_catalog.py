@@ -11,7 +11,6 @@ Data goes to the lake through `flows.storage.Lake`; everything about DataHub goe
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -24,6 +23,7 @@ from rich.table import Table
 from catalog import CatalogError, DatasetRecord, fields_from_dtypes, open_catalog_from_settings
 from catalog.contract import decode_scalar
 from catalog.locations import check_inside_lake, parse_location
+from flows.fleet_io import import_frame, slug
 from flows.settings import Settings
 from flows.storage import Lake
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True, help="Register, import, list and show fleet datasets in DataHub.")
 console = Console()
-_SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 @contextlib.contextmanager
@@ -66,11 +65,6 @@ def _as_uri(path_or_uri: str) -> str:
     return path_or_uri if path_or_uri.startswith("s3://") else str(Path(path_or_uri).expanduser().resolve())
 
 
-def slug(value: object) -> str:
-    """A group value as a lake key and dataset name part: URN-safe characters only."""
-    text = _SLUG.sub("_", str(value)).strip("._-")
-    return text or "_"
-
 
 # ---- import ---------------------------------------------------------------------------------
 def _require_columns(df: "pd.DataFrame", table: str, **wanted: list[str]) -> None:
@@ -79,43 +73,6 @@ def _require_columns(df: "pd.DataFrame", table: str, **wanted: list[str]) -> Non
         for col in cols:
             if col not in present:
                 raise CatalogError(f"table {table}: --{option} column {col!r} is not among its columns {present}")
-
-
-def _constant_meta(part: "pd.DataFrame", source: str, meta_cols: list[str]) -> dict[str, object]:
-    """Meta-features describe a whole source, so each must take one value within it (or none: missing)."""
-    meta: dict[str, object] = {}
-    for col in meta_cols:
-        values = part[col].dropna().unique()
-        if len(values) > 1:
-            shown = ", ".join(map(str, values[:5]))
-            raise CatalogError(
-                f"dataset {source!r}: meta-feature column {col!r} takes {len(values)} values within the source "
-                f"({shown}); a meta-feature must be constant per source: pass it as a data column instead "
-                "(leave it out of --meta)"
-            )
-        if len(values) == 1:
-            meta[col] = values[0]
-    return meta
-
-
-def split_table(
-    df: "pd.DataFrame", group: str, meta_cols: list[str], prefix: str
-) -> list[tuple[str, "pd.DataFrame", dict[str, object]]]:
-    """One (dataset name, data, meta-features) per source, all checked before anything is written."""
-    parts = []
-    names: dict[str, object] = {}
-    for value, part in df.groupby(group, sort=True, dropna=True):
-        name = f"{prefix}-{slug(value)}"
-        if name in names:
-            raise CatalogError(
-                f"sources {names[name]!r} and {value!r} both become dataset {name!r}; "
-                "rename one of them in the source column"
-            )
-        names[name] = value
-        meta = _constant_meta(part, name, meta_cols)
-        data = part.drop(columns=[group, *meta_cols]).reset_index(drop=True)
-        parts.append((name, data, meta))
-    return parts
 
 
 @app.command("import")
@@ -142,14 +99,8 @@ def import_table(
         unassigned = int(df[group].isna().sum())
         if unassigned:
             console.print(f"[yellow]warning:[/] {unassigned} rows have no {escape(group)!r} value and are skipped")
-        parts = split_table(df, group, meta_cols, base)  # everything checked: now write
-        with open_catalog_from_settings(settings) as cat:
-            records = []
-            for name, data, meta_values in parts:
-                uri = lake.write_table(data, f"{base}/{name}.parquet", overwrite=overwrite)
-                fields = fields_from_dtypes(data.dtypes.items())
-                records.append(cat.register_dataset(uri, fields, target, task_type, meta_values, field_mapping, name=name))
-            console.print(_fleet_table(records, f"Imported {len(records)} datasets from {table}"))
+        records = import_frame(settings, df, group, target, meta_cols, base, task_type, field_mapping, overwrite)
+        console.print(_fleet_table(records, f"Imported {len(records)} datasets from {table}"))
 
 
 # ---- register -------------------------------------------------------------------------------

@@ -1,38 +1,68 @@
 """The main job on embedded defaults: the High School and Beyond fleet, end to end.
 
-Story: load 160 schools -> hold out 25 % of each school's rows (seen) and whole schools in 5 folds
-(unseen) -> train the hypernetwork and the baselines on identical splits and budget -> fit the
-classical references on the same splits -> print and save the comparison.
+Story: import 160 schools into the lake and the catalog (DataHub Lite) -> read the fleet back from
+the catalog -> hold out 25 % of each school's rows (seen) and whole schools in 5 folds (unseen,
+zero-shot, plus few-shot with k labelled rows) -> train the hypernetwork and the baselines on
+identical splits and budget -> fit the classical references on the same splits -> print and save.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 
 from rich.console import Console
 
 from flows import experiment, hsb, reference
-from flows.report import print_report, verdict, write_report
+from flows.figures import gain_bar_chart, interference_heatmap
+from flows.fleet_io import import_frame, list_fleet, load_fleet
+from flows.report import print_few_shot, print_report, verdict, write_report
 from flows.settings import Settings
-from flows.tables import split_by_group
 from hypernet_core import ModelConfig, TrainConfig, holdout_tables
+from hypernet_core.interference import interference_matrix
 
 # Tuned on HSB once (see the issue notes); every model gets the same.
 HSB_MODEL = ModelConfig(hidden=(64, 64))
 HSB_TRAIN = dict(max_steps=600, eval_every=25, patience=8)
 UNSEEN_KINDS = ("hypernetwork", "pooled", "task_conditioned")  # one model per dataset can't do unseen
+SHOTS = (5, 10, 20)
+PREFIX = "hsb"
+
+
+def catalog_fleet(settings: Settings, console: Console) -> list:
+    """Import HSB into the lake + catalog (idempotent), then read the fleet back from the catalog."""
+    start = time.perf_counter()
+    import_frame(settings, hsb.load_hsb(), hsb.GROUP, hsb.TARGET, hsb.SCHOOL_META, prefix=PREFIX)
+    records = [r for r in list_fleet(settings) if r.name.startswith(f"{PREFIX}-")]
+    tables = load_fleet(settings, records)
+    console.print(f"Catalog ({settings.catalog.backend}, {settings.catalog_file}): {len(records)} HSB datasets, "
+                  f"{sum(t.n_rows for t in tables):,} rows, read back in {time.perf_counter() - start:.1f} s")
+    return tables
+
+
+def write_figures(settings: Settings, seen: dict) -> dict:
+    """Interference matrix of the trained hypernetwork (JSON + heatmap) and its per-school gains over pooled."""
+    hyper = seen["hypernetwork"]
+    result = interference_matrix(hyper.model, hyper.train_fleet)
+    out_dir = settings.reports_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    heatmap = interference_heatmap(result, out_dir / "interference.png")
+    gains = gain_bar_chart(hyper.per_dataset, seen["pooled"].per_dataset, out_dir / "gains_over_pooled.png", metric="R²")
+    summary = result.to_dict()
+    (out_dir / "interference.json").write_text(json.dumps(summary))
+    return {k: summary[k] for k in ("mean_off_diagonal", "negative_share", "top_conflicts", "seconds")} | {
+        "heatmap": str(heatmap), "gains": str(gains), "matrix": str(out_dir / "interference.json")}
 
 
 def run_demo(settings: Settings, console: Console | None = None, folds: int = 5, progress: bool = True) -> dict:
     console = console or Console()
     start = time.perf_counter()
-    tables = split_by_group(hsb.load_hsb(), hsb.GROUP, hsb.TARGET, hsb.ROW_FEATURES, hsb.SCHOOL_META)
-    console.print(f"High School and Beyond: {sum(t.n_rows for t in tables):,} students in {len(tables)} schools")
+    tables = catalog_fleet(settings, console)
     tcfg = TrainConfig(**HSB_TRAIN, seed=settings.seed, device=settings.resolve_device(), progress=progress)
 
     seen = experiment.run_seen(tables, experiment.KINDS, HSB_MODEL, tcfg)
-    unseen = experiment.run_unseen(tables, UNSEEN_KINDS, HSB_MODEL, tcfg, k=folds)
+    unseen = experiment.run_unseen(tables, UNSEEN_KINDS, HSB_MODEL, tcfg, k=folds, shots=SHOTS)
     models = {}
     for kind, r in seen.items():
         u = unseen.get(kind)
@@ -51,10 +81,17 @@ def run_demo(settings: Settings, console: Console | None = None, folds: int = 5,
                      "seed": settings.seed},
         "model_config": HSB_MODEL.to_dict(), "train_config": asdict(tcfg),
         "models": models, "references": references,
+        "few_shot": unseen["hypernetwork"].few_shot,
     }
     report["verdict"] = verdict(report)
+    report["interference"] = write_figures(settings, seen)
     report["seconds"] = time.perf_counter() - start
     path = write_report(report, settings.reports_dir, "demo")
     print_report(report, "High School and Beyond: R² on held-out rows (seen) and held-out schools (unseen)", console)
+    print_few_shot(report["few_shot"], console)
+    inter = report["interference"]
+    console.print(f"Task interference (gradient cosine on shared layers, {len(tables)} schools): mean off-diagonal "
+                  f"{inter['mean_off_diagonal']:.3f}, {inter['negative_share']:.0%} of pairs conflict; "
+                  f"computed in {inter['seconds']:.1f} s. Figures: {inter['heatmap']}, {inter['gains']}")
     console.print(f"Wall time {report['seconds']:.0f} s. Report: {path}")
     return report

@@ -32,6 +32,8 @@ class ModelResult:
     steps: int = 0
     per_dataset: dict[str, float] = field(default_factory=dict)
     few_shot: dict = field(default_factory=dict)
+    model: object = field(default=None, repr=False)    # the trained model (seen protocol), for figures
+    train_fleet: object = field(default=None, repr=False)
 
 
 def train_one(kind: str, tables: Sequence[DatasetTable], enc: FleetEncoder, mcfg: ModelConfig, tcfg: TrainConfig):
@@ -46,11 +48,12 @@ def run_seen(tables: Sequence[DatasetTable], kinds: Sequence[str], mcfg: ModelCo
     enc = FleetEncoder.fit(train, task=task)
     test_fleet = enc.transform(test).to(tcfg.device)
     results = {}
+    train_fleet = enc.transform(train).to(tcfg.device)
     for kind in kinds:
         model, res = train_one(kind, train, enc, mcfg, tcfg)
         ev = score(task, test_fleet.y.cpu(), predict(model, test_fleet).cpu(), test_fleet.dataset.cpu(), test_fleet.names)
         results[kind] = ModelResult(kind, seen=ev.overall, params=model.parameter_counts(), seconds=res.seconds,
-                                    steps=res.steps, per_dataset=ev.per_dataset)
+                                    steps=res.steps, per_dataset=ev.per_dataset, model=model, train_fleet=train_fleet)
     return results
 
 

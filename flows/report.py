@@ -79,3 +79,20 @@ def write_report(report: dict, reports_dir: Path, name: str) -> Path:
             fh.write(text)
         os.replace(tmp, path)
     return reports_dir / f"{name}.json"
+
+
+def print_few_shot(curve: dict, console: Console) -> None:
+    """Unseen datasets: zero-shot vs k labelled rows, on the same query rows."""
+    if not curve:
+        return
+    table = Table(title=f"Unseen datasets with k labelled rows ({curve['n_datasets']} datasets, "
+                        f"{curve['query_rows']:,} query rows)", title_justify="left")
+    for col in ("k", "R²", "kept zero-shot", "adapt ms / dataset"):
+        table.add_column(col, justify="right")
+    for k, entry in curve.items():
+        if not isinstance(entry, dict):
+            continue
+        table.add_row("0 (zero-shot)" if k == "0" else k, _fmt(entry["metric"]),
+                      _fmt(entry.get("kept_zero_shot_share"), ".0%"),
+                      _fmt(1e3 * entry["adapt_seconds_per_dataset"], ".0f") if "adapt_seconds_per_dataset" in entry else "—")
+    console.print(table)

@@ -11,7 +11,10 @@ from hypernet_core import DatasetTable, FleetError
 
 
 def numeric_features(df: pd.DataFrame, name: str, columns: Sequence[str]) -> dict[str, np.ndarray]:
-    """Columns as float arrays; a two-valued text column (Yes/No, Male/Female) becomes 0/1."""
+    """Columns as float arrays; a two-valued text column (Yes/No, Male/Female) becomes 0/1.
+
+    Call it on the whole table, not per source: a source whose column holds only one of the two
+    levels must still get the same 0/1 meaning as the others."""
     out = {}
     for col in columns:
         if col not in df.columns:
@@ -38,6 +41,7 @@ def split_by_group(df: pd.DataFrame, group: str, target: str, features: Sequence
         if col not in df.columns:
             raise FleetError("<table>", col, "column not found", f"use one of {list(df.columns)}")
     features = list(features) if features else [c for c in df.columns if c not in {group, target, *meta}]
+    encoded = pd.DataFrame(numeric_features(df, "<table>", features), index=df.index)
     tables = []
     for key, part in df.groupby(group, sort=True):
         name = str(key)
@@ -51,7 +55,8 @@ def split_by_group(df: pd.DataFrame, group: str, target: str, features: Sequence
         y = part[target].to_numpy()
         if task == "regression" and pd.api.types.is_numeric_dtype(part[target]):
             y = y.astype(np.float64)
-        tables.append(DatasetTable(name, numeric_features(part, name, features), y, meta_values))
+        rows = encoded.loc[part.index]
+        tables.append(DatasetTable(name, {c: rows[c].to_numpy() for c in rows.columns}, y, meta_values))
     return tables
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -81,3 +82,32 @@ def test_saved_weights_are_plain_safetensors(workspace, tmp_path):
     assert all(isinstance(t, torch.Tensor) for t in load_file(folder / "model.safetensors").values())
     again, _, _ = load_model(folder)
     assert state_equal(model, again)
+
+
+def test_generate_weights_for_a_new_dataset_zero_and_few_shot(workspace, tmp_path):
+    from hypernet_core.export import GeneratedModel
+
+    df = long_table(9)
+    new = df[df.hospital == "ds0008"]
+    path = tmp_path / "fleet.csv"
+    df[df.hospital != "ds0008"].to_csv(path, index=False)
+    result = runner.invoke(app, ["train", str(path), "--group", "hospital", "--target", "outcome", "-m", "m0",
+                                 "-m", "m1", "-m", "m2", "-m", "region", "--steps", "40", "--no-baselines"])
+    assert result.exit_code == 0, result.output
+    meta = [f"{k}={new[k].iloc[0]}" for k in ("m0", "m1", "m2", "region")]
+    args = ["generate", str(workspace / "models" / "model"), "--name", "ds0008"]
+    for m in meta:
+        args += ["--meta", m]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    zero = GeneratedModel.load(workspace / "weights" / "ds0008.safetensors")
+    assert zero.spec["how"] == "zero-shot" and zero.spec["meta"]["region"] == new["region"].iloc[0]
+
+    rows = tmp_path / "rows.csv"
+    new[["f0", "f1", "f2", "outcome"]].head(10).to_csv(rows, index=False)
+    result = runner.invoke(app, args + ["--rows", str(rows), "--target", "outcome", "--out", str(tmp_path / "few.safetensors")])
+    assert result.exit_code == 0, result.output
+    few = GeneratedModel.load(tmp_path / "few.safetensors")
+    assert "10 rows" in few.spec["how"]
+    pred = few.predict(new[["f0", "f1", "f2"]].to_numpy())
+    assert pred.shape == (len(new),) and np.isfinite(pred).all()
