@@ -60,11 +60,18 @@ def train(
     baselines: bool = typer.Option(True, help="Also train the baselines on the same split for comparison."),
     steps: int = typer.Option(600, help="Maximum optimiser steps per model."),
     name: str = typer.Option("model", help="Folder name under <workspace>/models."),
+    checkpoint_dir: Optional[Path] = typer.Option(
+        None, "--checkpoint-dir", help="Checkpoint every epoch here; running the same command again resumes."),
+    checkpoint_every: int = typer.Option(1, help="Epochs between checkpoints."),
 ) -> None:
-    """Train the hypernetwork on your own table, compare it with the baselines, and save it."""
+    """Train the hypernetwork on your own table, compare it with the baselines, and save it.
+
+    Distributed: `torchrun --standalone --nproc_per_node=N $(which hypernet) train ...` (gloo on CPU,
+    nccl on GPU); only rank 0 prints and writes."""
     from flows.training import train_table
 
-    train_table(Settings(), console, table, group, target, features or [], meta or [], task, baselines, steps, name)
+    train_table(Settings(), console, table, group, target, features or [], meta or [], task, baselines, steps, name,
+                checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
 
 
 @app.command()

@@ -9,6 +9,7 @@ identical splits and budget -> fit the classical references on the same splits -
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict
 
@@ -55,14 +56,17 @@ def write_figures(settings: Settings, seen: dict) -> dict:
         "heatmap": str(heatmap), "gains": str(gains), "matrix": str(out_dir / "interference.json")}
 
 
-def run_demo(settings: Settings, console: Console | None = None, folds: int = 5, progress: bool = True) -> dict:
+def run_demo(settings: Settings, console: Console | None = None, folds: int = 5, progress: bool = True,
+             workers: int | None = None) -> dict:
+    """`workers`: processes for the independent training jobs (default: one per CPU core)."""
+    workers = workers or os.cpu_count() or 1
     console = console or Console()
     start = time.perf_counter()
     tables = catalog_fleet(settings, console)
     tcfg = TrainConfig(**HSB_TRAIN, seed=settings.seed, device=settings.resolve_device(), progress=progress)
 
-    seen = experiment.run_seen(tables, experiment.KINDS, HSB_MODEL, tcfg)
-    unseen = experiment.run_unseen(tables, UNSEEN_KINDS, HSB_MODEL, tcfg, k=folds, shots=SHOTS)
+    seen, unseen = experiment.run_protocol(tables, experiment.KINDS, UNSEEN_KINDS, HSB_MODEL, tcfg, folds=folds,
+                                           shots=SHOTS, workers=workers)
     models = {}
     for kind, r in seen.items():
         u = unseen.get(kind)

@@ -9,7 +9,7 @@ Every model gets the same splits, the same configuration and the same training b
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -44,52 +44,101 @@ def train_one(kind: str, tables: Sequence[DatasetTable], enc: FleetEncoder, mcfg
 
 def run_seen(tables: Sequence[DatasetTable], kinds: Sequence[str], mcfg: ModelConfig, tcfg: TrainConfig,
              task: str = "regression", holdout: float = 0.25) -> dict[str, ModelResult]:
-    train, test = holdout_tables(tables, holdout, seed=tcfg.seed)
-    enc = FleetEncoder.fit(train, task=task)
-    test_fleet = enc.transform(test).to(tcfg.device)
-    results = {}
-    train_fleet = enc.transform(train).to(tcfg.device)
-    for kind in kinds:
-        model, res = train_one(kind, train, enc, mcfg, tcfg)
-        ev = score(task, test_fleet.y.cpu(), predict(model, test_fleet).cpu(), test_fleet.dataset.cpu(), test_fleet.names)
-        results[kind] = ModelResult(kind, seen=ev.overall, params=model.parameter_counts(), seconds=res.seconds,
-                                    steps=res.steps, per_dataset=ev.per_dataset, model=model, train_fleet=train_fleet)
-    return results
-
-
-def dataset_folds(tables: Sequence[DatasetTable], k: int, seed: int) -> list[tuple[list[DatasetTable], list[DatasetTable]]]:
-    folds = []
-    for held in kfold_datasets(len(tables), k, seed):
-        held_set = set(held)
-        folds.append(([t for i, t in enumerate(tables) if i not in held_set], [tables[i] for i in held]))
-    return folds
+    return run_protocol(tables, kinds, (), mcfg, tcfg, task, holdout=holdout)[0]
 
 
 def run_unseen(tables: Sequence[DatasetTable], kinds: Sequence[str], mcfg: ModelConfig, tcfg: TrainConfig,
                task: str = "regression", k: int = 5, shots: Sequence[int] = ()) -> dict[str, ModelResult]:
-    """Zero-shot on held-out datasets; with `shots`, also the hypernetwork's few-shot curve."""
-    results: dict[str, ModelResult] = {}
-    ys: list[torch.Tensor] = []
-    outs: dict[str, list[torch.Tensor]] = {kind: [] for kind in kinds}
-    curve = FewShotCurve(task, shots, tcfg.seed)
-    for train, test in dataset_folds(tables, k, tcfg.seed):
-        enc = FleetEncoder.fit(train, task=task)
-        test_fleet = enc.transform(test, known=False).to(tcfg.device)
-        ys.append(test_fleet.y.cpu())
-        for kind in kinds:
-            model, res = train_one(kind, train, enc, mcfg, tcfg)
-            outs[kind].append(predict(model, test_fleet).cpu())
-            if kind == "hypernetwork" and shots:
-                curve.add_fold(model, enc, test, tcfg.device)
-            r = results.setdefault(kind, ModelResult(kind))
-            r.seconds += res.seconds
-            r.steps += res.steps
-    y = torch.cat(ys)
+    return run_protocol(tables, (), kinds, mcfg, tcfg, task, folds=k, shots=shots)[1]
+
+
+def run_protocol(tables: Sequence[DatasetTable], seen_kinds: Sequence[str], unseen_kinds: Sequence[str],
+                 mcfg: ModelConfig, tcfg: TrainConfig, task: str = "regression", holdout: float = 0.25,
+                 folds: int = 5, shots: Sequence[int] = (), workers: int = 1
+                 ) -> tuple[dict[str, ModelResult], dict[str, ModelResult]]:
+    """Seen and unseen protocols as independent jobs (one per seen model, one per fold), run in
+    `workers` processes: on a small CPU machine the tiny models leave cores idle otherwise."""
+    show_jobs = tcfg.progress and workers > 1
+    if show_jobs:  # one bar over jobs here instead of interleaved per-model bars from each process
+        tcfg = replace(tcfg, progress=False)
+    train, test = holdout_tables(tables, holdout, seed=tcfg.seed)
+    jobs = [(_seen_job, (kind, train, test, mcfg, tcfg, task)) for kind in seen_kinds]
+    if unseen_kinds:
+        jobs += [(_fold_job, (tr, te, unseen_kinds, mcfg, tcfg, task, shots))
+                 for tr, te in dataset_folds(tables, folds, tcfg.seed)]
+    outputs = _run_jobs(jobs, workers, show_jobs)
+    seen = {r.kind: r for r in outputs[: len(seen_kinds)]}
+    return seen, _merge_folds(outputs[len(seen_kinds):], unseen_kinds, task, shots, tcfg.seed)
+
+
+def _call(job):
+    fn, args = job
+    return fn(*args)
+
+
+def _single_thread() -> None:
+    torch.set_num_threads(1)  # one process per core; torch's own threads would only fight them
+
+
+def _run_jobs(jobs: list, workers: int, progress: bool = False) -> list:
+    if workers <= 1 or len(jobs) <= 1:
+        return [_call(j) for j in jobs]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from rich.progress import Progress
+
+    # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+                             initializer=_single_thread) as pool, Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task(f"training ({workers} processes)", total=len(jobs))
+        futures = {pool.submit(_call, job): i for i, job in enumerate(jobs)}
+        results: list = [None] * len(jobs)
+        for done in as_completed(futures):
+            results[futures[done]] = done.result()
+            bar.advance(task)
+        return results
+
+
+def _seen_job(kind, train, test, mcfg, tcfg, task) -> ModelResult:
+    enc = FleetEncoder.fit(train, task=task)
+    test_fleet = enc.transform(test).to(tcfg.device)
+    model, res = train_one(kind, train, enc, mcfg, tcfg)
+    ev = score(task, test_fleet.y.cpu(), predict(model, test_fleet).cpu(), test_fleet.dataset.cpu(), test_fleet.names)
+    return ModelResult(kind, seen=ev.overall, params=model.parameter_counts(), seconds=res.seconds, steps=res.steps,
+                       per_dataset=ev.per_dataset, model=model.cpu(), train_fleet=enc.transform(train))
+
+
+def _fold_job(train, test, kinds, mcfg, tcfg, task, shots) -> dict:
+    """One fold of whole held-out datasets: every model's zero-shot outputs, and the few-shot curve."""
+    enc = FleetEncoder.fit(train, task=task)
+    test_fleet = enc.transform(test, known=False).to(tcfg.device)
+    out = {"y": test_fleet.y.cpu(), "outs": {}, "seconds": {}, "steps": {}, "curve": None}
     for kind in kinds:
-        zeros = torch.zeros(len(y), dtype=torch.long)
-        results[kind].unseen = score(task, y, torch.cat(outs[kind]), zeros, ["all"]).overall
-    if shots and "hypernetwork" in results:
-        results["hypernetwork"].few_shot = curve.result()
+        model, res = train_one(kind, train, enc, mcfg, tcfg)
+        out["outs"][kind] = predict(model, test_fleet).cpu()
+        out["seconds"][kind], out["steps"][kind] = res.seconds, res.steps
+        if kind == "hypernetwork" and shots:
+            out["curve"] = FewShotCurve(task, shots, tcfg.seed)
+            out["curve"].add_fold(model, enc, test, tcfg.device)
+    return out
+
+
+def _merge_folds(fold_outputs: list[dict], kinds: Sequence[str], task: str, shots: Sequence[int],
+                 seed: int) -> dict[str, ModelResult]:
+    if not fold_outputs:
+        return {}
+    y = torch.cat([f["y"] for f in fold_outputs])
+    zeros = torch.zeros(len(y), dtype=torch.long)
+    results = {}
+    for kind in kinds:
+        pred = torch.cat([f["outs"][kind] for f in fold_outputs])
+        results[kind] = ModelResult(kind, unseen=score(task, y, pred, zeros, ["all"]).overall,
+                                    seconds=sum(f["seconds"][kind] for f in fold_outputs),
+                                    steps=sum(f["steps"][kind] for f in fold_outputs))
+    curves = [f["curve"] for f in fold_outputs if f["curve"] is not None]
+    if curves and "hypernetwork" in results:
+        results["hypernetwork"].few_shot = FewShotCurve.merged(curves).result()
     return results
 
 
@@ -135,6 +184,19 @@ class FewShotCurve:
             self.seconds[k] += time.perf_counter() - start
             self.preds[k].append(predict(model, q, a.emb).cpu())
             self.kept_zero_shot[k] += [not used for used in a.few_shot]
+
+    @classmethod
+    def merged(cls, curves: list["FewShotCurve"]) -> "FewShotCurve":
+        out = cls(curves[0].task, curves[0].shots, curves[0].seed)
+        for c in curves:
+            out.y += c.y
+            out.n_datasets += c.n_datasets
+            for k in out.preds:
+                out.preds[k] += c.preds[k]
+            for k in out.shots:
+                out.kept_zero_shot[k] += c.kept_zero_shot[k]
+                out.seconds[k] += c.seconds[k]
+        return out
 
     def result(self) -> dict:
         if not self.y:

@@ -48,6 +48,8 @@ class TrainConfig:
     device: str = "cpu"
     bf16: bool = True                 # autocast to bfloat16 on CUDA (ignored on CPU)
     progress: bool = True
+    checkpoint_every: int = 1         # epochs between checkpoints when checkpointing (0: only at the end)
+    checkpoint_dir: str | None = None  # checkpoint (and resume) each fit in <checkpoint_dir>/<label or model kind>
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
