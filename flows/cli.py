@@ -42,11 +42,13 @@ _mount("flows.cli_validate", "validate", "Validate fleet datasets with Great Exp
 def demo(
     folds: int = typer.Option(5, help="Folds of whole schools for the unseen-school evaluation."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    members: int = typer.Option(3, help="Seeds per model (every model alike); predictions are averaged."),
+    workers: Optional[int] = typer.Option(None, help="Training processes (default: one per CPU core)."),
 ) -> None:
     """The main job: the High School and Beyond fleet (160 schools), hypernetwork vs baselines."""
     from flows.demo import run_demo
 
-    run_demo(Settings(), console, folds=folds, progress=progress)
+    run_demo(Settings(), console, folds=folds, progress=progress, workers=workers, members=members)
 
 
 @app.command()

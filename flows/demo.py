@@ -28,6 +28,7 @@ HSB_MODEL = ModelConfig(hidden=(64, 64))
 HSB_TRAIN = dict(max_steps=600, eval_every=25, patience=8)
 UNSEEN_KINDS = ("hypernetwork", "pooled", "task_conditioned")  # one model per dataset can't do unseen
 SHOTS = (5, 10, 20)
+MEMBERS = 3
 PREFIX = "hsb"
 
 
@@ -57,8 +58,9 @@ def write_figures(settings: Settings, seen: dict) -> dict:
 
 
 def run_demo(settings: Settings, console: Console | None = None, folds: int = 5, progress: bool = True,
-             workers: int | None = None) -> dict:
-    """`workers`: processes for the independent training jobs (default: one per CPU core)."""
+             workers: int | None = None, members: int = MEMBERS) -> dict:
+    """`workers`: processes for the independent training jobs (default: one per CPU core);
+    `members`: seeds per model, predictions averaged (the same for every model)."""
     workers = workers or os.cpu_count() or 1
     console = console or Console()
     start = time.perf_counter()
@@ -66,7 +68,7 @@ def run_demo(settings: Settings, console: Console | None = None, folds: int = 5,
     tcfg = TrainConfig(**HSB_TRAIN, seed=settings.seed, device=settings.resolve_device(), progress=progress)
 
     seen, unseen = experiment.run_protocol(tables, experiment.KINDS, UNSEEN_KINDS, HSB_MODEL, tcfg, folds=folds,
-                                           shots=SHOTS, workers=workers)
+                                           shots=SHOTS, workers=workers, members=members)
     models = {}
     for kind, r in seen.items():
         u = unseen.get(kind)
@@ -83,7 +85,7 @@ def run_demo(settings: Settings, console: Console | None = None, folds: int = 5,
         "fleet": "hsb", "metric": "r2", "n_datasets": len(tables), "n_rows": sum(t.n_rows for t in tables),
         "protocol": {"seen": "25% of each school's rows held out", "unseen": f"{folds}-fold over whole schools, zero-shot",
                      "seed": settings.seed},
-        "model_config": HSB_MODEL.to_dict(), "train_config": asdict(tcfg),
+        "model_config": HSB_MODEL.to_dict(), "train_config": asdict(tcfg), "members_per_model": members,
         "models": models, "references": references,
         "few_shot": unseen["hypernetwork"].few_shot,
     }

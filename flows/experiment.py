@@ -42,6 +42,47 @@ def train_one(kind: str, tables: Sequence[DatasetTable], enc: FleetEncoder, mcfg
     return model, result
 
 
+@dataclass
+class Members:
+    """`n` copies of one kind of model trained with seeds seed, seed+1, ...; predictions are averaged.
+
+    On fleets of small datasets the spread between seeds is as large as the gaps between methods
+    (HSB: ±0.005 R²); averaging a few seeds is the cheapest way to report a method, not a seed.
+    Every kind gets the same number of members, so the comparison stays at equal budget."""
+
+    models: list
+    seconds: float
+    steps: int
+
+    @classmethod
+    def train(cls, kind: str, tables, enc: FleetEncoder, mcfg: ModelConfig, tcfg: TrainConfig, n: int) -> "Members":
+        models, seconds, steps = [], 0.0, 0
+        for i in range(n):
+            model, res = train_one(kind, tables, enc, mcfg, replace(tcfg, seed=tcfg.seed + i))
+            models.append(model)
+            seconds, steps = seconds + res.seconds, steps + res.steps
+        return cls(models, seconds, steps)
+
+    def predict(self, fleet, embs: list | None = None) -> torch.Tensor:
+        embs = embs or [None] * len(self.models)
+        return torch.stack([predict(m, fleet, e).cpu() for m, e in zip(self.models, embs)]).mean(0)
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for m in self.models:
+            for k, v in m.parameter_counts().items():
+                counts[k] = counts.get(k, 0) + v
+        return counts | {"members": len(self.models)}
+
+
+def dataset_folds(tables: Sequence[DatasetTable], k: int, seed: int) -> list[tuple[list[DatasetTable], list[DatasetTable]]]:
+    folds = []
+    for held in kfold_datasets(len(tables), k, seed):
+        held_set = set(held)
+        folds.append(([t for i, t in enumerate(tables) if i not in held_set], [tables[i] for i in held]))
+    return folds
+
+
 def run_seen(tables: Sequence[DatasetTable], kinds: Sequence[str], mcfg: ModelConfig, tcfg: TrainConfig,
              task: str = "regression", holdout: float = 0.25) -> dict[str, ModelResult]:
     return run_protocol(tables, kinds, (), mcfg, tcfg, task, holdout=holdout)[0]
@@ -54,7 +95,7 @@ def run_unseen(tables: Sequence[DatasetTable], kinds: Sequence[str], mcfg: Model
 
 def run_protocol(tables: Sequence[DatasetTable], seen_kinds: Sequence[str], unseen_kinds: Sequence[str],
                  mcfg: ModelConfig, tcfg: TrainConfig, task: str = "regression", holdout: float = 0.25,
-                 folds: int = 5, shots: Sequence[int] = (), workers: int = 1
+                 folds: int = 5, shots: Sequence[int] = (), workers: int = 1, members: int = 1
                  ) -> tuple[dict[str, ModelResult], dict[str, ModelResult]]:
     """Seen and unseen protocols as independent jobs (one per seen model, one per fold), run in
     `workers` processes: on a small CPU machine the tiny models leave cores idle otherwise."""
@@ -62,9 +103,9 @@ def run_protocol(tables: Sequence[DatasetTable], seen_kinds: Sequence[str], unse
     if show_jobs:  # one bar over jobs here instead of interleaved per-model bars from each process
         tcfg = replace(tcfg, progress=False)
     train, test = holdout_tables(tables, holdout, seed=tcfg.seed)
-    jobs = [(_seen_job, (kind, train, test, mcfg, tcfg, task)) for kind in seen_kinds]
+    jobs = [(_seen_job, (kind, train, test, mcfg, tcfg, task, members)) for kind in seen_kinds]
     if unseen_kinds:
-        jobs += [(_fold_job, (tr, te, unseen_kinds, mcfg, tcfg, task, shots))
+        jobs += [(_fold_job, (tr, te, unseen_kinds, mcfg, tcfg, task, shots, members))
                  for tr, te in dataset_folds(tables, folds, tcfg.seed)]
     outputs = _run_jobs(jobs, workers, show_jobs)
     seen = {r.kind: r for r in outputs[: len(seen_kinds)]}
@@ -100,27 +141,27 @@ def _run_jobs(jobs: list, workers: int, progress: bool = False) -> list:
         return results
 
 
-def _seen_job(kind, train, test, mcfg, tcfg, task) -> ModelResult:
+def _seen_job(kind, train, test, mcfg, tcfg, task, members) -> ModelResult:
     enc = FleetEncoder.fit(train, task=task)
     test_fleet = enc.transform(test).to(tcfg.device)
-    model, res = train_one(kind, train, enc, mcfg, tcfg)
-    ev = score(task, test_fleet.y.cpu(), predict(model, test_fleet).cpu(), test_fleet.dataset.cpu(), test_fleet.names)
-    return ModelResult(kind, seen=ev.overall, params=model.parameter_counts(), seconds=res.seconds, steps=res.steps,
-                       per_dataset=ev.per_dataset, model=model.cpu(), train_fleet=enc.transform(train))
+    ens = Members.train(kind, train, enc, mcfg, tcfg, members)
+    ev = score(task, test_fleet.y.cpu(), ens.predict(test_fleet), test_fleet.dataset.cpu(), test_fleet.names)
+    return ModelResult(kind, seen=ev.overall, params=ens.parameter_counts(), seconds=ens.seconds, steps=ens.steps,
+                       per_dataset=ev.per_dataset, model=ens.models[0].cpu(), train_fleet=enc.transform(train))
 
 
-def _fold_job(train, test, kinds, mcfg, tcfg, task, shots) -> dict:
+def _fold_job(train, test, kinds, mcfg, tcfg, task, shots, members) -> dict:
     """One fold of whole held-out datasets: every model's zero-shot outputs, and the few-shot curve."""
     enc = FleetEncoder.fit(train, task=task)
     test_fleet = enc.transform(test, known=False).to(tcfg.device)
     out = {"y": test_fleet.y.cpu(), "outs": {}, "seconds": {}, "steps": {}, "curve": None}
     for kind in kinds:
-        model, res = train_one(kind, train, enc, mcfg, tcfg)
-        out["outs"][kind] = predict(model, test_fleet).cpu()
-        out["seconds"][kind], out["steps"][kind] = res.seconds, res.steps
+        ens = Members.train(kind, train, enc, mcfg, tcfg, members)
+        out["outs"][kind] = ens.predict(test_fleet)
+        out["seconds"][kind], out["steps"][kind] = ens.seconds, ens.steps
         if kind == "hypernetwork" and shots:
             out["curve"] = FewShotCurve(task, shots, tcfg.seed)
-            out["curve"].add_fold(model, enc, test, tcfg.device)
+            out["curve"].add_fold(ens, enc, test, tcfg.device)
     return out
 
 
@@ -155,7 +196,7 @@ class FewShotCurve:
         self.seconds: dict[int, float] = {k: 0.0 for k in self.shots}
         self.n_datasets = 0
 
-    def add_fold(self, model, enc: FleetEncoder, test: Sequence[DatasetTable], device: str) -> None:
+    def add_fold(self, ens: "Members", enc: FleetEncoder, test: Sequence[DatasetTable], device: str) -> None:
         from hypernet_core.adapt import adapt, zero_shot_embeddings
         from hypernet_core.fleet import DatasetTable as T
 
@@ -175,15 +216,15 @@ class FewShotCurve:
         self.n_datasets += len(query)
         q = enc.transform(query, known=False).to(device)
         self.y.append(q.y.cpu())
-        self.preds[0].append(predict(model, q, zero_shot_embeddings(model, q.n_datasets)).cpu())
+        self.preds[0].append(ens.predict(q, [zero_shot_embeddings(m, q.n_datasets) for m in ens.models]))
         for k in self.shots:
             s = enc.transform([T(t.name, {f: v[:k] for f, v in t.features.items()}, t.target[:k], t.meta)
                                for t in support], known=False).to(device)
             start = time.perf_counter()
-            a = adapt(model, s, seed=self.seed)
+            adapted = [adapt(m, s, seed=self.seed) for m in ens.models]
             self.seconds[k] += time.perf_counter() - start
-            self.preds[k].append(predict(model, q, a.emb).cpu())
-            self.kept_zero_shot[k] += [not used for used in a.few_shot]
+            self.preds[k].append(ens.predict(q, [a.emb for a in adapted]))
+            self.kept_zero_shot[k] += [not used for a in adapted for used in a.few_shot]
 
     @classmethod
     def merged(cls, curves: list["FewShotCurve"]) -> "FewShotCurve":

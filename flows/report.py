@@ -87,7 +87,7 @@ def print_few_shot(curve: dict, console: Console) -> None:
         return
     table = Table(title=f"Unseen datasets with k labelled rows ({curve['n_datasets']} datasets, "
                         f"{curve['query_rows']:,} query rows)", title_justify="left")
-    for col in ("k", "R²", "kept zero-shot", "adapt ms / dataset"):
+    for col in ("k", "R²", "kept zero-shot", "adapt ms / dataset (all members)"):
         table.add_column(col, justify="right")
     for k, entry in curve.items():
         if not isinstance(entry, dict):

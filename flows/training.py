@@ -12,21 +12,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
 from rich.console import Console
 
 from flows import experiment
+from flows.fleet_io import read_local_table
 from flows.report import print_report, verdict, write_report
 from flows.settings import Settings
 from flows.tables import split_by_group
 from hypernet_core import FleetEncoder, ModelConfig, TrainConfig, distributed
 from hypernet_core.io import save_model
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
 
 
 def train_table(settings: Settings, console: Console, table: Path, group: str, target: str, features: list[str],
@@ -37,7 +31,7 @@ def train_table(settings: Settings, console: Console, table: Path, group: str, t
     if not where.is_main:
         console = Console(quiet=True)
     device = distributed.resolve_device(settings.resolve_device(), where)
-    tables = split_by_group(read_table(table), group, target, features, meta, task=task)
+    tables = split_by_group(read_local_table(table), group, target, features, meta, task=task)
     console.print(f"{table.name}: {sum(t.n_rows for t in tables):,} rows in {len(tables)} datasets"
                   + (f", training in {where.world_size} processes" if where.enabled else ""))
     mcfg = ModelConfig()
