@@ -94,6 +94,38 @@ def generate(
 
 
 @app.command()
+def transfer(
+    table: Path = typer.Argument(..., exists=True, dir_okay=False, help="One long table (CSV or parquet)."),
+    group: str = typer.Option(..., help="Column naming the dataset of each row."),
+    target: str = typer.Option(..., help="Target column."),
+    meta: Optional[list[str]] = typer.Option(None, "--meta", "-m", help="Meta-feature columns."),
+    task: str = typer.Option("regression", help="regression or classification."),
+    stages: int = typer.Option(4, help="Disjoint groups of datasets, trained one after another."),
+    steps: int = typer.Option(200, help="Optimiser steps per stage."),
+    kind: str = typer.Option("hypernetwork", help="Model: hypernetwork, pooled, task_conditioned, per_dataset."),
+) -> None:
+    """GEM transfer: train stage by stage, print R[i, j] and ACC, BWT, FWT."""
+    from flows.transfer_job import sequential_transfer
+
+    sequential_transfer(Settings(), console, table, group, target, meta or [], task, stages, steps, kind)
+
+
+@app.command()
+def compare(
+    new: Path = typer.Argument(..., exists=True, file_okay=False, help="The new model version (folder)."),
+    old: Path = typer.Argument(..., exists=True, file_okay=False, help="The previous version (folder)."),
+    table: Path = typer.Argument(..., exists=True, dir_okay=False, help="Labelled rows of the datasets."),
+    group: str = typer.Option(..., help="Column naming the dataset of each row."),
+    target: str = typer.Option(..., help="Target column."),
+    meta: Optional[list[str]] = typer.Option(None, "--meta", "-m", help="Meta-feature columns."),
+) -> None:
+    """Backward transfer between versions: the new model against the old on the datasets both know."""
+    from flows.transfer_job import compare_versions
+
+    compare_versions(Settings(), console, new, old, table, group, target, meta or [])
+
+
+@app.command()
 def doctor() -> None:
     """Versions, device and configured backends."""
     settings = Settings()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -68,9 +69,24 @@ def print_report(report: dict, title: str, console: Console | None = None) -> No
                       f"({LABELS.get(v['best_other'], v['best_other'])}) {v['best_other_value']:.3f}")
 
 
+def write_per_dataset(report: dict, path: Path) -> Path | None:
+    """Per-dataset metric table: one row per dataset, one column per model (seen rows)."""
+    kinds = [k for k, r in report["models"].items() if r.get("per_dataset_seen")]
+    if not kinds:
+        return None
+    names = list(report["models"][kinds[0]]["per_dataset_seen"])
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["dataset", *kinds])
+        for n in names:
+            writer.writerow([n, *[report["models"][k]["per_dataset_seen"].get(n) for k in kinds]])
+    return path
+
+
 def write_report(report: dict, reports_dir: Path, name: str) -> Path:
-    """`<name>.json` (latest) and a timestamped copy, both written atomically."""
+    """`<name>.json` (latest) and a timestamped copy, both written atomically, and the per-dataset CSV."""
     reports_dir.mkdir(parents=True, exist_ok=True)
+    write_per_dataset(report, reports_dir / f"{name}-per-dataset.csv")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     text = json.dumps(report, indent=2, default=float)
     for path in (reports_dir / f"{name}-{stamp}.json", reports_dir / f"{name}.json"):

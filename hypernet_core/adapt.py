@@ -3,8 +3,8 @@
 - zero-shot: the "unknown" embedding plus the dataset's meta-features.
 - few-shot: with k labelled rows, fit only the dataset's embedding (the hypernetwork stays frozen),
   starting from the unknown embedding and pulled back towards it. Cross-validation on the k rows
-  decides whether the fitted embedding beats zero-shot; if not, zero-shot is kept, so a handful of
-  unlucky rows cannot make a dataset worse off than having no rows at all.
+  decides whether the fitted embedding clearly beats zero-shot; if not, zero-shot is kept, so a
+  handful of unlucky rows cannot make a dataset worse off than having no rows at all.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from hypernet_core.fleet import Fleet
@@ -22,8 +23,9 @@ from hypernet_core.train import predict, task_loss
 @dataclass
 class Adaptation:
     emb: Tensor             # (D, E) embedding of each dataset of the fleet
-    few_shot: list[bool]    # per dataset: True when the fitted embedding won, False when zero-shot was kept
-    cv_gain: list[float]    # per dataset: zero-shot CV loss minus few-shot CV loss (> 0: few-shot helps)
+    few_shot: list[bool]    # per dataset: True when a fitted embedding is used, False when zero-shot was kept
+    shrink: float           # the chosen a in e0 + a (e_fit - e0); 0 means zero-shot
+    cv_loss: list[float]    # cross-validated loss for each candidate in SHRINK
 
 
 def zero_shot_embeddings(model: HyperNetwork, n: int) -> Tensor:
@@ -69,33 +71,39 @@ def fit_embeddings(model: HyperNetwork, fleet: Fleet, steps: int = 60, lr: float
     return emb.detach()
 
 
-def _per_dataset_loss(model: HyperNetwork, fleet: Fleet, emb: Tensor) -> Tensor:
-    """Mean loss of each dataset's rows (D,)."""
+def _row_losses(model: HyperNetwork, fleet: Fleet, emb: Tensor) -> Tensor:
+    """Loss of every row (N,) under the given per-dataset embeddings."""
     out = predict(model, fleet, emb)
-    losses = torch.zeros(fleet.n_datasets, device=out.device)
-    counts = torch.zeros(fleet.n_datasets, device=out.device)
-    for i in range(len(fleet)):  # k is small (a few rows per dataset); clarity beats vectorising here
-        d = fleet.dataset[i]
-        losses[d] += task_loss(fleet.task, out[i : i + 1], fleet.y[i : i + 1])
-        counts[d] += 1
-    return losses / counts.clamp(min=1)
+    if fleet.task == "regression":
+        return (out[:, 0] - fleet.y).pow(2)
+    return F.cross_entropy(out, fleet.y, reduction="none")
 
 
-def adapt(model: HyperNetwork, fleet: Fleet, folds: int = 3, steps: int = 60, seed: int = 0) -> Adaptation:
-    """Few-shot embeddings for every dataset of `fleet` (its rows are the k labelled rows per dataset)."""
+SHRINK = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def adapt(model: HyperNetwork, fleet: Fleet, folds: int = 3, steps: int = 30, seed: int = 0) -> Adaptation:
+    """Few-shot embeddings for every dataset of `fleet` (its rows are the k labelled rows per dataset).
+
+    The fitted embedding is shrunk towards zero-shot: e = e0 + a (e_fit - e0), with `a` chosen from
+    SHRINK by cross-validation pooled over all rows of all datasets being adapted. Pooling makes the
+    choice reliable even with 5 rows per dataset, and a = 0 (zero-shot) is always a candidate, so
+    labelled rows never make the answer worse than having none beyond cross-validation noise.
+    """
     fleet = fleet.as_unseen()
     zero = zero_shot_embeddings(model, fleet.n_datasets).to(fleet.y.device)
     g = torch.Generator().manual_seed(seed)
     fold_of_row = torch.randint(0, folds, (len(fleet),), generator=g).to(fleet.y.device)
-    gain = torch.zeros(fleet.n_datasets, device=fleet.y.device)
+    cv_loss = torch.zeros(len(SHRINK))
     for f in range(folds):
         fit_rows = torch.nonzero(fold_of_row != f).squeeze(1)
         held_rows = torch.nonzero(fold_of_row == f).squeeze(1)
         if len(fit_rows) == 0 or len(held_rows) == 0:
             continue
-        emb = fit_embeddings(model, fleet.rows(fit_rows), steps)
+        fitted = fit_embeddings(model, fleet.rows(fit_rows), steps)
         held = fleet.rows(held_rows)
-        gain += _per_dataset_loss(model, held, zero) - _per_dataset_loss(model, held, emb)
-    full = fit_embeddings(model, fleet, steps)
-    use = gain > 0
-    return Adaptation(torch.where(use[:, None], full, zero), use.tolist(), gain.tolist())
+        for i, a in enumerate(SHRINK):
+            cv_loss[i] += _row_losses(model, held, zero + a * (fitted - zero)).sum().cpu()
+    best = SHRINK[int(torch.argmin(cv_loss))]
+    emb = zero + best * (fit_embeddings(model, fleet, steps) - zero) if best > 0 else zero
+    return Adaptation(emb, [best > 0] * fleet.n_datasets, best, cv_loss.tolist())

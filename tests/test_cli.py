@@ -111,3 +111,27 @@ def test_generate_weights_for_a_new_dataset_zero_and_few_shot(workspace, tmp_pat
     assert "10 rows" in few.spec["how"]
     pred = few.predict(new[["f0", "f1", "f2"]].to_numpy())
     assert pred.shape == (len(new),) and np.isfinite(pred).all()
+
+
+def test_transfer_fills_r_and_reports_gem_metrics(workspace, tmp_path):
+    path = tmp_path / "fleet.csv"
+    long_table(8).to_csv(path, index=False)
+    result = runner.invoke(app, ["transfer", str(path), "--group", "hospital", "--target", "outcome", "-m", "m0",
+                                 "-m", "region", "--stages", "2", "--steps", "20"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((workspace / "reports" / "transfer-hypernetwork.json").read_text())
+    assert len(report["R"]) == 2 and len(report["R"][0]) == 2
+    assert report["BWT"] == pytest.approx(report["R"][1][0] - report["R"][0][0])
+    assert "ACC" in result.output and "BWT" in result.output
+
+
+def test_compare_versions_on_shared_datasets(workspace, tmp_path):
+    path = tmp_path / "fleet.csv"
+    long_table(6).to_csv(path, index=False)
+    base = ["train", str(path), "--group", "hospital", "--target", "outcome", "-m", "m0", "--no-baselines"]
+    assert runner.invoke(app, base + ["--steps", "40", "--name", "v1"]).exit_code == 0
+    assert runner.invoke(app, base + ["--steps", "5", "--name", "v2"]).exit_code == 0
+    result = runner.invoke(app, ["compare", str(workspace / "models" / "v2"), str(workspace / "models" / "v1"),
+                                 str(path), "--group", "hospital", "--target", "outcome", "-m", "m0"])
+    assert result.exit_code == 0, result.output
+    assert "6 datasets both versions know" in result.output

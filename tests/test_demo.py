@@ -47,5 +47,7 @@ def test_demo_writes_report_interference_and_figures(demo):
     assert saved["models"]["hypernetwork"]["seen"] == pytest.approx(report["models"]["hypernetwork"]["seen"])
     matrix = json.loads((settings.reports_dir / "interference.json").read_text())["matrix"]
     assert len(matrix) == 160 and all(len(row) == 160 for row in matrix)
+    header = (settings.reports_dir / "demo-per-dataset.csv").read_text().splitlines()
+    assert header[0] == "dataset,hypernetwork,pooled,per_dataset,task_conditioned" and len(header) == 161
     for png in ("interference.png", "gains_over_pooled.png"):
         assert (settings.reports_dir / png).stat().st_size > 10_000
