@@ -30,7 +30,8 @@ app = typer.Typer(help="Validate fleet datasets with Great Expectations.", prett
 @app.callback(invoke_without_command=True)
 def validate(
     ctx: typer.Context,
-    path: Optional[str] = typer.Argument(None, help="contracts.json/.yaml, or a folder or s3:// prefix holding one."),
+    path: Optional[str] = typer.Argument(None, help="contracts.json/.yaml, or a folder or s3:// prefix holding one "
+                                                    "(default: the catalog's fleet, verdicts written back)."),
     demo: bool = typer.Option(False, "--demo", help="Generate the demo hospitals fleet and the broken corpus "
                                                     "under <workspace>/demo and validate both."),
     demo_size: int = typer.Option(50, help="Number of healthy hospitals in the demo fleet."),
@@ -49,8 +50,11 @@ def validate(
     console = Console(stderr=as_json)
     settings = get_settings()
     lake = Lake.from_settings(settings)
-    contracts = _contracts(path, demo, demo_size, settings, lake, console)
-    fleet, summary = _validate(contracts, lake, workers, settings, console)
+    if path is None and not demo:  # the catalog's fleet; verdicts and stats are written back to it
+        contracts, fleet, summary = _validate_catalog(settings, workers, console)
+    else:
+        contracts = _contracts(path, demo, demo_size, settings, lake, console)
+        fleet, summary = _validate(contracts, lake, workers, settings, console)
     if as_json:
         typer.echo(json.dumps(fleet.to_dict(), indent=1, default=str))
     else:
@@ -74,6 +78,24 @@ def _validate(contracts: list, lake, workers: Optional[int], settings, console: 
         console.print(f"[bold red]Storage error:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     return fleet, results_dir / "summary.json"
+
+
+def _validate_catalog(settings, workers: Optional[int], console: Console):
+    from flows.fleet_io import list_fleet, validate_catalog_fleet
+    from flows.validation import contract_from_record, now_utc
+
+    records = list_fleet(settings)
+    if not records:
+        console.print("[red]Nothing to validate:[/] the catalog holds no fleet dataset "
+                      "(`hypernet catalog import ...`), or pass a contracts file, or --demo.")
+        raise typer.Exit(2)
+    if workers is not None:
+        settings = settings.model_copy(update={"validation": settings.validation.model_copy(update={"workers": workers})})
+    results_dir = settings.reports_dir / "validation" / now_utc()
+    with console.status(f"Validating {len(records)} catalog dataset(s)..."):
+        fleet = validate_catalog_fleet(settings, records, results_dir=results_dir)
+    console.print(f"Verdicts and statistics written to the catalog ({settings.catalog.backend}).")
+    return [contract_from_record(r) for r in records], fleet, results_dir / "summary.json"
 
 
 def _build_docs(contracts: list, lake, settings, console: Console) -> None:

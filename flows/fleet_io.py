@@ -13,8 +13,10 @@ import numpy as np
 import pandas as pd
 
 from catalog import CatalogError, DatasetRecord, fields_from_dtypes, open_catalog_from_settings
+from flows.metafeatures import model_meta
 from flows.settings import Settings
 from flows.storage import Lake
+from flows.validation import FleetValidation, contract_from_record, validate_fleet
 from hypernet_core import DatasetTable
 
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -77,7 +79,7 @@ def list_fleet(settings: Settings) -> list[DatasetRecord]:
         return cat.list_fleet()
 
 
-def table_from_record(record: DatasetRecord, df: pd.DataFrame) -> DatasetTable:
+def table_from_record(record: DatasetRecord, df: pd.DataFrame, stats_as_meta: tuple[str, ...] = ()) -> DatasetTable:
     """A catalog entry and its rows -> a DatasetTable keyed by canonical feature names."""
     if record.target not in df.columns:
         raise CatalogError(f"dataset {record.name!r}: target column {record.target!r} is not in {record.location}; "
@@ -89,12 +91,33 @@ def table_from_record(record: DatasetRecord, df: pd.DataFrame) -> DatasetTable:
     target = df[record.target].to_numpy()
     if record.task_type == "regression":
         target = target.astype(np.float64)
-    return DatasetTable(record.name, features, target, dict(record.meta))
+    meta = model_meta(record.meta, record.stats, use=stats_as_meta) if stats_as_meta else dict(record.meta)
+    return DatasetTable(record.name, features, target, meta)
+
+
+def trainable(records: list[DatasetRecord]) -> list[DatasetRecord]:
+    """Quarantined datasets (validation failed in the catalog) never reach training."""
+    return [r for r in records if r.validation is None or r.validation.ok]
 
 
 def load_fleet(settings: Settings, records: list[DatasetRecord]) -> list[DatasetTable]:
     lake = Lake.from_settings(settings)
-    return [table_from_record(r, lake.read_table(r.location)) for r in records]
+    use = tuple(settings.validation.stats_as_meta)
+    return [table_from_record(r, lake.read_table(r.location), use) for r in trainable(records)]
+
+
+def validate_catalog_fleet(settings: Settings, records: list[DatasetRecord] | None = None,
+                           results_dir: Path | None = None) -> FleetValidation:
+    """Validate the catalog's fleet with Great Expectations and write each verdict, its reason and
+    the computed statistics back to the catalog; failed datasets are quarantined from then on."""
+    records = records if records is not None else list_fleet(settings)
+    v = settings.validation
+    contracts = [contract_from_record(r, min_rows=v.min_rows, max_missing_share=v.max_missing_share) for r in records]
+    fleet = validate_fleet(contracts, Lake.from_settings(settings), workers=v.workers, results_dir=results_dir)
+    with open_catalog_from_settings(settings) as cat:
+        for status in fleet.catalog_status():
+            cat.set_validation(status["urn"], status["ok"], status["reason"], status["stats"])
+    return fleet
 
 
 def read_local_table(path: Path) -> pd.DataFrame:

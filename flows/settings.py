@@ -37,6 +37,15 @@ class StorageSettings(BaseModel):
     aws_profile: str | None = None  # credentials otherwise come from the standard AWS environment
 
 
+class ValidationSettings(BaseModel):
+    min_rows: int = 20
+    max_missing_share: float = 0.5
+    workers: int | None = None  # None: one process per CPU for large fleets
+    # Statistics computed on valid data (flows.metafeatures) used as extra meta-features by the model,
+    # e.g. ["log_n_rows", "missing_share"]; empty: declared meta-features only.
+    stats_as_meta: list[str] = []
+
+
 class TrackingSettings(BaseModel):
     tracking_uri: str | None = None  # default sqlite:///<workspace>/mlflow.db
     experiment: str = "hypernet"
@@ -56,6 +65,7 @@ class Settings(BaseSettings):
     catalog: CatalogSettings = CatalogSettings()
     storage: StorageSettings = StorageSettings()
     tracking: TrackingSettings = TrackingSettings()
+    validation: ValidationSettings = ValidationSettings()
 
     @classmethod
     def settings_customise_sources(
