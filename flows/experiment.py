@@ -252,9 +252,3 @@ class FewShotCurve:
                 entry["adapt_seconds_per_dataset"] = self.seconds[k] / max(1, self.n_datasets)
             out[str(k)] = entry
         return out
-
-
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start

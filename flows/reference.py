@@ -10,7 +10,6 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from hypernet_core import DatasetTable, FleetEncoder, r2
 
@@ -104,7 +103,3 @@ def r2_np(y: np.ndarray, pred: np.ndarray) -> float:
     import torch
 
     return r2(torch.as_tensor(y), torch.as_tensor(pred))
-
-
-def as_frame(results: dict[str, float]) -> pd.DataFrame:
-    return pd.DataFrame({"model": list(results), "r2": list(results.values())})

@@ -120,7 +120,3 @@ def dense_layer(target: SharedTarget, l: int, update: LayerUpdate | None, u: int
     if update is None:
         return w, b
     return w + update.dense()[u], b + update.bias[u]
-
-
-def linear(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    return F.linear(h, w, b)
