@@ -49,7 +49,37 @@ class ValidationSettings(BaseModel):
 class TrackingSettings(BaseModel):
     tracking_uri: str | None = None  # default sqlite:///<workspace>/mlflow.db
     experiment: str = "hypernet"
-    model_name: str = "hypernet-fleet"
+    model_name: str = "hypernet-fleet"  # the registered model, and the model group in the catalog
+
+
+class RetrainSettings(BaseModel):
+    """What the retraining flow trains and how the new version is judged against the champion."""
+
+    max_steps: int = 500
+    members: int = 1  # seeds per model, predictions averaged (every model alike)
+    unseen_folds: int = 5  # k-fold over whole datasets for the zero-shot evaluation; 0 skips it
+    holdout: float = 0.25  # share of each dataset's rows held out for the seen evaluation
+    baselines: list[str] = ["pooled", "per_dataset", "task_conditioned"]
+    shots: list[int] = [5, 10, 20]
+    # Promotion gate: at least as good as the champion overall, no known dataset worse by more than
+    # this (in the task metric: R² or accuracy), and better than the pooled baseline.
+    max_dataset_regression: float = 0.05
+    workers: int | None = None  # training processes (default one per CPU core)
+    work_pool: str = "hypernet-cpu"  # hypernet-gpu sends training to the Kubernetes GPU pool
+
+
+class OnboardSettings(BaseModel):
+    few_shot_rows: int = 20  # labelled rows used to adapt; the rest (if any) evaluate it
+    interval_seconds: int = 60
+
+
+class StackSettings(BaseModel):
+    """The local stack (`hypernet stack up`): every service on 127.0.0.1, state under <workspace>/stack."""
+
+    host: str = "127.0.0.1"
+    bucket: str = "hypernet"  # S3 bucket for the lake and MLflow artifacts
+    cpu_pool: str = "hypernet-cpu"
+    gpu_pool: str = "hypernet-gpu"
 
 
 class Settings(BaseSettings):
@@ -66,6 +96,9 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     tracking: TrackingSettings = TrackingSettings()
     validation: ValidationSettings = ValidationSettings()
+    retrain: RetrainSettings = RetrainSettings()
+    onboard: OnboardSettings = OnboardSettings()
+    stack: StackSettings = StackSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -95,6 +128,10 @@ class Settings(BaseSettings):
     @property
     def lake(self) -> str:
         return self.storage.lake or str(self.workspace / "lake")
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.workspace / "stack"
 
     @property
     def tracking_uri(self) -> str:
