@@ -259,7 +259,7 @@ def test_logging_helpers_in_one_run(settings, tmp_path):
         tracking.log_validation([{"name": "school_a", "ok": True, "reason": "passed all checks", "n_rows": 2},
                                  {"name": "school_c", "ok": False, "reason": "column x: 80% missing", "n_rows": 9}])
         tracking.log_datasets(records)
-    print(f"{sum(len(v) for v in per_model.values())} per-dataset metrics logged in {seconds:.2f} s")
+    print(f"{sum(len(v) for v in per_model.values())} per-dataset scores (CSV + metrics) logged in {seconds:.2f} s")
     got = client.get_run(run.info.run_id)
     params, metrics = got.data.params, got.data.metrics
     # settings: flat params, full JSON, never the token
