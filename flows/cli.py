@@ -36,19 +36,55 @@ def _mount(module: str, name: str, help_text: str) -> None:
 
 _mount("flows.cli_catalog", "catalog", "Register, import, list and show fleet datasets in DataHub.")
 _mount("flows.cli_validate", "validate", "Validate fleet datasets with Great Expectations.")
+_mount("flows.cli_stack", "stack", "Start, stop and check the local stack: Prefect, MLflow, S3, a worker.")
 
 
 @app.command()
-def demo(
+def demo(held_back: int = typer.Option(20, help="Schools kept out of training and onboarded afterwards.")) -> None:
+    """The main job: the High School and Beyond fleet through the retraining and onboarding flows."""
+    from flows.demo import run_demo
+
+    run_demo(Settings(), console, held_back=held_back)
+
+
+@app.command()
+def protocol(
     folds: int = typer.Option(5, help="Folds of whole schools for the unseen-school evaluation."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     members: int = typer.Option(3, help="Seeds per model (every model alike); predictions are averaged."),
     workers: Optional[int] = typer.Option(None, help="Training processes (default: one per CPU core)."),
 ) -> None:
-    """The main job: the High School and Beyond fleet (160 schools), hypernetwork vs baselines."""
-    from flows.demo import run_demo
+    """The full evaluation protocol on all 160 HSB schools, with classical references on the same splits."""
+    from flows.hsb_protocol import run_hsb_protocol
 
-    run_demo(Settings(), console, folds=folds, progress=progress, workers=workers, members=members)
+    run_hsb_protocol(Settings(), console, folds=folds, progress=progress, workers=workers, members=members)
+
+
+@app.command()
+def retrain(max_steps: Optional[int] = typer.Option(None, help="Training budget of this run (default: settings).")) -> None:
+    """Run the retraining flow once, here (a deployment runs the same flow on a worker)."""
+    from flows.train import retrain as retrain_flow
+
+    result = retrain_flow(max_steps=max_steps)
+    console.print(f"version {result['version']} -> @{result['alias']}")
+
+
+@app.command()
+def onboard() -> None:
+    """Run the onboarding flow once, here."""
+    from flows.onboard import onboard as onboard_flow
+
+    result = onboard_flow()
+    console.print(f"onboarded {len(result['onboarded'])} dataset(s)")
+
+
+@app.command()
+def deploy() -> None:
+    """Register the deployments of prefect.yaml with the Prefect server (started by `hypernet stack up`)."""
+    from flows.deploy import deploy_all
+
+    for line in deploy_all(Settings()):
+        console.print(line)
 
 
 @app.command()

@@ -101,6 +101,7 @@ def import_table(
             console.print(f"[yellow]warning:[/] {unassigned} rows have no {escape(group)!r} value and are skipped")
         records = import_frame(settings, df, group, target, meta_cols, base, task_type, field_mapping, overwrite)
         console.print(_fleet_table(records, f"Imported {len(records)} datasets from {table}"))
+    _announce(records)
 
 
 # ---- register -------------------------------------------------------------------------------
@@ -128,6 +129,16 @@ def register(
                 field_mapping=_pairs(mapping, "--map"), description=description, name=name,
             )
             console.print(_fleet_table([record], "Registered"))
+    _announce([record])
+
+
+def _announce(records: list[DatasetRecord]) -> None:
+    """Tell Prefect (when a server is configured), so the onboarding deployment starts at once."""
+    from flows.events import dataset_registered
+
+    sent = dataset_registered(records)
+    if sent:
+        console.print(f"Sent {sent} catalog.dataset.registered event(s) to Prefect.")
 
 
 # ---- list / show ----------------------------------------------------------------------------

@@ -1,113 +1,78 @@
-"""The main job on embedded defaults: the High School and Beyond fleet, end to end.
+"""The main job on embedded defaults: the whole pipeline on the High School and Beyond fleet.
 
-Story: import 160 schools into the lake and the catalog (DataHub Lite) -> read the fleet back from
-the catalog -> hold out 25 % of each school's rows (seen) and whole schools in 5 folds (unseen,
-zero-shot, plus few-shot with k labelled rows) -> train the hypernetwork and the baselines on
-identical splits and budget -> fit the classical references on the same splits -> print and save.
+Story: import 140 of the 160 schools into the lake and the catalog (DataHub Lite) -> retraining flow
+(validate, train the hypernetwork and the baselines, evaluate, log to MLflow, register, promote)
+-> register the 20 held-back schools in the catalog -> onboarding flow (weights for each from the
+champion: zero-shot, and few-shot from 20 labelled rows) -> print what happened.
+Both flows run on Prefect's temporary local server; tracking and registry are MLflow on SQLite.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 
+import numpy as np
 from rich.console import Console
+from rich.table import Table
 
-from flows import experiment, hsb, reference
-from flows.figures import gain_bar_chart, interference_heatmap
-from flows.fleet_io import import_frame, list_fleet, load_fleet
-from flows.report import print_few_shot, print_report, verdict, write_report
+from flows import hsb
+from flows.fleet_io import import_frame
+from flows.report import print_few_shot, print_report, write_report
 from flows.settings import Settings
-from hypernet_core import ModelConfig, TrainConfig, holdout_tables
-from hypernet_core.interference import interference_matrix
 
-# Chosen on HSB once (see the issue notes); every model gets the same configuration, budget and
-# number of seeds. Two micro-batches per step instead of the library default of four keep the whole
-# job near three minutes on two cores.
-HSB_MODEL = ModelConfig(hidden=(64, 64))
-HSB_TRAIN = dict(max_steps=500, eval_every=25, patience=6, accumulate=2)
-UNSEEN_KINDS = ("hypernetwork", "pooled", "task_conditioned")  # one model per dataset can't do unseen
-SHOTS = (5, 10, 20)
-MEMBERS = 3
 PREFIX = "hsb"
+HELD_BACK = 20
 
 
-def catalog_fleet(settings: Settings, console: Console) -> list:
-    """Import HSB into the lake + catalog (idempotent), then read the fleet back from the catalog."""
-    start = time.perf_counter()
-    import_frame(settings, hsb.load_hsb(), hsb.GROUP, hsb.TARGET, hsb.SCHOOL_META, prefix=PREFIX)
-    records = [r for r in list_fleet(settings) if r.name.startswith(f"{PREFIX}-")]
-    tables = load_fleet(settings, records)
-    console.print(f"Catalog ({settings.catalog.backend}, {settings.catalog_file}): {len(records)} HSB datasets, "
-                  f"{sum(t.n_rows for t in tables):,} rows, read back in {time.perf_counter() - start:.1f} s")
-    return tables
+def split_schools(df, held_back: int, seed: int):
+    schools = np.sort(df[hsb.GROUP].unique())
+    later = set(np.random.default_rng(seed).choice(schools, size=held_back, replace=False))
+    is_later = df[hsb.GROUP].isin(later)
+    return df[~is_later], df[is_later]
 
 
-def references_on_same_splits(tables: list, folds: int, seed: int) -> dict:
-    train, test = holdout_tables(tables, 0.25, seed=seed)
-    seen = reference.seen_references(train, test, slope="SES")
-    unseen = reference.unseen_references(experiment.dataset_folds(tables, folds, seed), slope="SES")
-    return {k: {"seen": seen.get(k), "unseen": unseen.get(k)} for k in seen}
+def run_demo(settings: Settings, console: Console | None = None, held_back: int = HELD_BACK) -> dict:
+    from flows.events import dataset_registered
+    from flows.onboard import onboard
+    from flows.train import retrain
 
-
-def write_figures(settings: Settings, seen: dict) -> dict:
-    """Interference matrix of the trained hypernetwork (JSON + heatmap) and its per-school gains over pooled."""
-    hyper = seen["hypernetwork"]
-    result = interference_matrix(hyper.model, hyper.train_fleet)
-    out_dir = settings.reports_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    heatmap = interference_heatmap(result, out_dir / "interference.png")
-    gains = gain_bar_chart(hyper.per_dataset, seen["pooled"].per_dataset, out_dir / "gains_over_pooled.png", metric="R²")
-    summary = result.to_dict()
-    (out_dir / "interference.json").write_text(json.dumps(summary))
-    return {k: summary[k] for k in ("mean_off_diagonal", "negative_share", "top_conflicts", "seconds")} | {
-        "heatmap": str(heatmap), "gains": str(gains), "matrix": str(out_dir / "interference.json")}
-
-
-def run_demo(settings: Settings, console: Console | None = None, folds: int = 5, progress: bool = True,
-             workers: int | None = None, members: int = MEMBERS) -> dict:
-    """`workers`: processes for the independent training jobs (default: one per CPU core);
-    `members`: seeds per model, predictions averaged (the same for every model)."""
-    workers = workers or os.cpu_count() or 1
     console = console or Console()
     start = time.perf_counter()
-    tables = catalog_fleet(settings, console)
-    tcfg = TrainConfig(**HSB_TRAIN, seed=settings.seed, device=settings.resolve_device(), progress=progress)
+    fleet, later = split_schools(hsb.load_hsb(), held_back, settings.seed)
+    records = import_frame(settings, fleet, hsb.GROUP, hsb.TARGET, hsb.SCHOOL_META, prefix=PREFIX)
+    console.print(f"Catalog: {len(records)} schools imported into DataHub Lite ({settings.catalog_file}), "
+                  f"{len(later[hsb.GROUP].unique())} held back for onboarding.")
 
-    # The classical references run in a thread of this process while the training processes work.
-    with ThreadPoolExecutor(1) as background:
-        refs = background.submit(references_on_same_splits, tables, folds, settings.seed)
-        seen, unseen = experiment.run_protocol(tables, experiment.KINDS, UNSEEN_KINDS, HSB_MODEL, tcfg, folds=folds,
-                                               shots=SHOTS, workers=workers, members=members)
-    models = {}
-    for kind, r in seen.items():
-        u = unseen.get(kind)
-        models[kind] = {"seen": r.seen, "unseen": u.unseen if u else None, "params": r.params,
-                        "seconds": r.seconds + (u.seconds if u else 0.0), "steps": r.steps,
-                        "per_dataset_seen": r.per_dataset}
+    trained = retrain()
+    console.print(f"Retraining: version {trained['version']} -> @{trained['alias']} ({'; '.join(trained['reasons'])})")
 
-    references = refs.result()
+    new = import_frame(settings, later, hsb.GROUP, hsb.TARGET, hsb.SCHOOL_META, prefix=PREFIX)
+    dataset_registered(new)
+    onboarded = onboard()
 
-    report = {
-        "fleet": "hsb", "metric": "r2", "n_datasets": len(tables), "n_rows": sum(t.n_rows for t in tables),
-        "protocol": {"seen": "25% of each school's rows held out", "unseen": f"{folds}-fold over whole schools, zero-shot",
-                     "seed": settings.seed},
-        "model_config": HSB_MODEL.to_dict(), "train_config": asdict(tcfg), "members_per_model": members,
-        "models": models, "references": references,
-        "few_shot": unseen["hypernetwork"].few_shot,
-    }
-    report["verdict"] = verdict(report)
-    report["interference"] = write_figures(settings, seen)
+    report = trained["report"] | {"fleet": "hsb", "onboarding": onboarded["summary"], "version": trained["version"],
+                                  "alias": trained["alias"]}
     report["seconds"] = time.perf_counter() - start
     path = write_report(report, settings.reports_dir, "demo")
-    print_report(report, "High School and Beyond: R² on held-out rows (seen) and held-out schools (unseen)", console)
+    print_report(report, f"High School and Beyond, {trained['datasets']} schools: R² on held-out rows (seen) "
+                         "and held-out schools (unseen)", console)
     print_few_shot(report["few_shot"], console)
-    inter = report["interference"]
-    console.print(f"Task interference (gradient cosine on shared layers, {len(tables)} schools): mean off-diagonal "
-                  f"{inter['mean_off_diagonal']:.3f}, {inter['negative_share']:.0%} of pairs conflict; "
-                  f"computed in {inter['seconds']:.1f} s. Figures: {inter['heatmap']}, {inter['gains']}")
+    print_onboarding(onboarded, console)
     console.print(f"Wall time {report['seconds']:.0f} s. Report: {path}")
-    return report
+    console.print(f"Runs, metrics, figures and the registered model: [bold]hypernet ui[/] "
+                  f"(MLflow UI on {settings.tracking_uri}).")
+    return report | {"onboarded": onboarded}
+
+
+def print_onboarding(result: dict, console: Console) -> None:
+    summary = result.get("summary") or {}
+    if not summary:
+        console.print(f"Onboarding: {len(result['onboarded'])} dataset(s) onboarded (no labelled rows to score).")
+        return
+    table = Table(title=f"Onboarded with champion v{result['champion']}: {summary['datasets']} new schools, "
+                        f"{summary['query_rows']:,} rows not used to adapt", title_justify="left")
+    table.add_column("weights")
+    table.add_column("R²", justify="right")
+    table.add_row("zero-shot (meta-features only)", f"{summary['zero_shot']:.3f}")
+    table.add_row("few-shot (20 labelled rows)", f"{summary['few_shot']:.3f}")
+    console.print(table)

@@ -33,6 +33,7 @@ class ModelResult:
     per_dataset: dict[str, float] = field(default_factory=dict)
     few_shot: dict = field(default_factory=dict)
     model: object = field(default=None, repr=False)    # the trained model (seen protocol), for figures
+    encoder: object = field(default=None, repr=False)  # ... and the encoder fitted with it
     train_fleet: object = field(default=None, repr=False)
 
 
@@ -147,7 +148,8 @@ def _seen_job(kind, train, test, mcfg, tcfg, task, members) -> ModelResult:
     ens = Members.train(kind, train, enc, mcfg, tcfg, members)
     ev = score(task, test_fleet.y.cpu(), ens.predict(test_fleet), test_fleet.dataset.cpu(), test_fleet.names)
     return ModelResult(kind, seen=ev.overall, params=ens.parameter_counts(), seconds=ens.seconds, steps=ens.steps,
-                       per_dataset=ev.per_dataset, model=ens.models[0].cpu(), train_fleet=enc.transform(train))
+                       per_dataset=ev.per_dataset, model=ens.models[0].cpu(), encoder=enc,
+                       train_fleet=enc.transform(train))
 
 
 def _fold_job(train, test, kinds, mcfg, tcfg, task, shots, members) -> dict:

@@ -106,3 +106,23 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 def _finite(v) -> bool:
     return v is not None and math.isfinite(v)
+
+
+def fleet_figures(out_dir: Path, model, train_fleet, per_dataset: dict[str, float],
+                  per_dataset_pooled: dict[str, float] | None, metric: str = "R²") -> dict:
+    """Interference matrix of a trained hypernetwork (JSON + heatmap) and its per-dataset gains over
+    the pooled model (bar chart). Returns the summary and the files written."""
+    import json
+
+    from hypernet_core.interference import interference_matrix
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = interference_matrix(model, train_fleet)
+    summary = result.to_dict()
+    files = {"heatmap": str(interference_heatmap(result, out_dir / "interference.png")),
+             "matrix": str(out_dir / "interference.json")}
+    (out_dir / "interference.json").write_text(json.dumps(summary))
+    if per_dataset_pooled:
+        files["gains"] = str(gain_bar_chart(per_dataset, per_dataset_pooled, out_dir / "gains_over_pooled.png",
+                                            metric=metric))
+    return {k: summary[k] for k in ("mean_off_diagonal", "negative_share", "top_conflicts", "seconds")} | files

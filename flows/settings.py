@@ -55,8 +55,12 @@ class TrackingSettings(BaseModel):
 class RetrainSettings(BaseModel):
     """What the retraining flow trains and how the new version is judged against the champion."""
 
+    # One configuration and one budget for every model (chosen on HSB; see the demo notes).
+    hidden: list[int] = [64, 64]
     max_steps: int = 500
-    members: int = 1  # seeds per model, predictions averaged (every model alike)
+    accumulate: int = 2
+    eval_every: int = 25
+    patience: int = 6
     unseen_folds: int = 5  # k-fold over whole datasets for the zero-shot evaluation; 0 skips it
     holdout: float = 0.25  # share of each dataset's rows held out for the seen evaluation
     baselines: list[str] = ["pooled", "per_dataset", "task_conditioned"]
@@ -70,7 +74,6 @@ class RetrainSettings(BaseModel):
 
 class OnboardSettings(BaseModel):
     few_shot_rows: int = 20  # labelled rows used to adapt; the rest (if any) evaluate it
-    interval_seconds: int = 60
 
 
 class StackSettings(BaseModel):

@@ -9,6 +9,7 @@ The encoder is JSON-serialisable so that generated weights can be used without t
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
@@ -332,12 +333,16 @@ def kfold_datasets(n_datasets: int, k: int = 5, seed: int = 0) -> list[list[int]
 
 
 def holdout_tables(tables: Sequence[DatasetTable], frac: float, seed: int = 0) -> tuple[list[DatasetTable], list[DatasetTable]]:
-    """Hold out `frac` of each dataset's rows at random, before any encoding (so scalers never see them)."""
-    rng = np.random.default_rng(seed)
+    """Hold out `frac` of each dataset's rows at random, before any encoding (so scalers never see them).
+
+    Each dataset's split depends only on its name, its row count and the seed, never on the rest of
+    the fleet: a dataset keeps the same held-out rows across retrainings, so two model versions are
+    compared on rows neither of them trained on."""
     train, test = [], []
     for t in tables:
         n = t.n_rows
         k = min(max(1, round(frac * n)), n - 1)
+        rng = np.random.default_rng([seed, zlib.crc32(t.name.encode())])
         held = np.zeros(n, dtype=bool)
         held[rng.permutation(n)[:k]] = True
         for part, sel in ((train, ~held), (test, held)):
