@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +38,21 @@ def _mount(module: str, name: str, help_text: str) -> None:
 _mount("flows.cli_catalog", "catalog", "Register, import, list and show fleet datasets in DataHub.")
 _mount("flows.cli_validate", "validate", "Validate fleet datasets with Great Expectations.")
 _mount("flows.cli_stack", "stack", "Start, stop and check the local stack: Prefect, MLflow, S3, a worker.")
+
+
+@app.callback()
+def _use_running_stack() -> None:
+    """After `hypernet stack up`, every command talks to the stack's services (Prefect, MLflow, S3
+    lake); variables the user set explicitly still win."""
+    from infra.stack import stack_env
+
+    for key, value in (stack_env(Settings().workspace) or {}).items():
+        os.environ.setdefault(key, value)
+
+
+from flows.cli_stack import ui  # noqa: E402  (hypernet ui: the MLflow UI on the workspace's tracking store)
+
+app.command()(ui)
 
 
 @app.command()

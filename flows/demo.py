@@ -9,6 +9,7 @@ Both flows run on Prefect's temporary local server; tracking and registry are ML
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -31,7 +32,15 @@ def split_schools(df, held_back: int, seed: int):
     return df[~is_later], df[is_later]
 
 
+def embedded_prefect(settings: Settings) -> None:
+    """Prefect's temporary server, its state under the workspace, and time to start on a busy machine."""
+    os.environ.setdefault("PREFECT_HOME", str((settings.workspace / "prefect").resolve()))
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def run_demo(settings: Settings, console: Console | None = None, held_back: int = HELD_BACK) -> dict:
+    embedded_prefect(settings)
     from flows.events import dataset_registered
     from flows.onboard import onboard
     from flows.train import retrain

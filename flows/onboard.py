@@ -57,6 +57,7 @@ def publish(settings: Settings, champion: onboarding.Champion, done: list[onboar
 def onboard() -> dict:
     """Give every dataset registered in the catalog, and not yet onboarded by the champion, its weights."""
     settings = Settings()
+    tracking.configure(settings)
     champion = onboarding.load_champion(settings)
     if champion is None:
         print("No @champion in the registry yet: run the retraining flow first.")

@@ -112,7 +112,6 @@ def log_and_register(settings: Settings, validated: Validated, fleet: LoadedFlee
     """One MLflow run with everything a reviewer needs, the model logged and registered (no alias yet)."""
     import mlflow
 
-    tracking.configure(settings)
     with mlflow.start_run(run_name="retrain") as run, tempfile.TemporaryDirectory() as tmp:
         tracking.log_settings(settings)
         tracking.log_datasets(fleet.datasets)
@@ -155,6 +154,7 @@ def retrain(max_steps: int | None = None) -> dict:
 
     `max_steps` overrides the training budget of this run (every model alike)."""
     settings = Settings()
+    tracking.configure(settings)  # before anything asks the registry for the champion
     validated = validate_fleet(settings, discover_fleet(settings))
     fleet = load_datasets(settings, validated.records)
     result = train_models(settings, fleet, max_steps)
