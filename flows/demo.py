@@ -53,6 +53,8 @@ def run_demo(settings: Settings, console: Console | None = None, held_back: int 
                   f"{len(later[hsb.GROUP].unique())} held back for onboarding.")
 
     trained = retrain()
+    for name, reason in trained["quarantined"].items():
+        console.print(f"[yellow]quarantined[/] {name}: {reason}")
     console.print(f"Retraining: version {trained['version']} -> @{trained['alias']} ({'; '.join(trained['reasons'])})")
 
     new = import_frame(settings, later, hsb.GROUP, hsb.TARGET, hsb.SCHOOL_META, prefix=PREFIX)
@@ -66,14 +68,14 @@ def run_demo(settings: Settings, console: Console | None = None, held_back: int 
     print_report(report, f"High School and Beyond, {trained['datasets']} schools: R² on held-out rows (seen) "
                          "and held-out schools (unseen)", console)
     print_few_shot(report["few_shot"], console)
-    print_onboarding(onboarded, console)
+    print_onboarding(onboarded, console, settings.onboard.few_shot_rows)
     console.print(f"Wall time {report['seconds']:.0f} s. Report: {path}")
     console.print(f"Runs, metrics, figures and the registered model: [bold]hypernet ui[/] "
                   f"(MLflow UI on {settings.tracking_uri}).")
     return report | {"onboarded": onboarded}
 
 
-def print_onboarding(result: dict, console: Console) -> None:
+def print_onboarding(result: dict, console: Console, shots: int) -> None:
     summary = result.get("summary") or {}
     if not summary:
         console.print(f"Onboarding: {len(result['onboarded'])} dataset(s) onboarded (no labelled rows to score).")
@@ -83,5 +85,5 @@ def print_onboarding(result: dict, console: Console) -> None:
     table.add_column("weights")
     table.add_column("R²", justify="right")
     table.add_row("zero-shot (meta-features only)", f"{summary['zero_shot']:.3f}")
-    table.add_row("few-shot (20 labelled rows)", f"{summary['few_shot']:.3f}")
+    table.add_row(f"few-shot ({shots} labelled rows)", f"{summary['few_shot']:.3f}")
     console.print(table)

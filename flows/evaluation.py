@@ -61,12 +61,7 @@ def train_and_evaluate(settings: Settings, tables: Sequence[DatasetTable], task:
     seen, unseen = experiment.run_protocol(tables, kinds, unseen_kinds, mcfg, tcfg, task=task, holdout=r.holdout,
                                            folds=r.unseen_folds, shots=r.shots if unseen_kinds else (),
                                            workers=r.workers or os.cpu_count() or 1)
-    models = {}
-    for kind, res in seen.items():
-        u = unseen.get(kind)
-        models[kind] = {"seen": res.seen, "unseen": u.unseen if u else None, "params": res.params,
-                        "seconds": res.seconds + (u.seconds if u else 0.0), "steps": res.steps,
-                        "per_dataset_seen": res.per_dataset}
+    models = experiment.table_rows(seen, unseen)
     report = {"metric": "r2" if task == "regression" else "accuracy", "n_datasets": len(tables),
               "n_rows": sum(t.n_rows for t in tables), "models": models,
               "protocol": {"seen": f"{r.holdout:.0%} of each dataset's rows held out",

@@ -113,6 +113,17 @@ def run_protocol(tables: Sequence[DatasetTable], seen_kinds: Sequence[str], unse
     return seen, _merge_folds(outputs[len(seen_kinds):], unseen_kinds, task, shots, tcfg.seed)
 
 
+def table_rows(seen: dict[str, ModelResult], unseen: dict[str, ModelResult]) -> dict[str, dict]:
+    """One row per model for the comparison table (and its JSON): both splits, size, time."""
+    rows = {}
+    for kind, r in seen.items():
+        u = unseen.get(kind)
+        rows[kind] = {"seen": r.seen, "unseen": u.unseen if u else None, "params": r.params,
+                      "seconds": r.seconds + (u.seconds if u else 0.0), "steps": r.steps,
+                      "per_dataset_seen": r.per_dataset}
+    return rows
+
+
 def _call(job):
     fn, args = job
     return fn(*args)

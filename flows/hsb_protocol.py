@@ -66,12 +66,7 @@ def run_hsb_protocol(settings: Settings, console: Console | None = None, folds: 
         refs = background.submit(references_on_same_splits, tables, folds, settings.seed)
         seen, unseen = experiment.run_protocol(tables, experiment.KINDS, UNSEEN_KINDS, HSB_MODEL, tcfg, folds=folds,
                                                shots=SHOTS, workers=workers, members=members)
-    models = {}
-    for kind, r in seen.items():
-        u = unseen.get(kind)
-        models[kind] = {"seen": r.seen, "unseen": u.unseen if u else None, "params": r.params,
-                        "seconds": r.seconds + (u.seconds if u else 0.0), "steps": r.steps,
-                        "per_dataset_seen": r.per_dataset}
+    models = experiment.table_rows(seen, unseen)
 
     references = refs.result()
 

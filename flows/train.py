@@ -167,7 +167,8 @@ def retrain(max_steps: int | None = None) -> dict:
     print(f"version {logged['version']} -> @{decision.alias}: " + "; ".join(decision.reasons))
     return {"version": logged["version"], "alias": decision.alias, "reasons": decision.reasons,
             "run_id": logged["run_id"], "report": result.report,
-            "champion": champion.__dict__ if champion else None, "datasets": len(fleet.tables)}
+            "champion": champion.__dict__ if champion else None, "datasets": len(fleet.tables),
+            "quarantined": {r["name"]: r["reason"] for r in validated.results if not r["ok"]}}
 
 
 def _flat(d: dict) -> dict:
