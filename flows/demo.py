@@ -62,7 +62,7 @@ def run_demo(settings: Settings, console: Console | None = None, held_back: int 
     onboarded = onboard()
 
     report = trained["report"] | {"fleet": "hsb", "onboarding": onboarded["summary"], "version": trained["version"],
-                                  "alias": trained["alias"]}
+                                  "alias": trained["alias"], "quarantined": trained["quarantined"]}
     report["seconds"] = time.perf_counter() - start
     path = write_report(report, settings.reports_dir, "demo")
     print_report(report, f"High School and Beyond, {trained['datasets']} schools: R² on held-out rows (seen) "

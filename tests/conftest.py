@@ -1,8 +1,17 @@
 """Shared test setup: quiet, contained services and deterministic torch."""
 
+import atexit
 import os
+import shutil
+import tempfile
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="hypernet-tests-prefect-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 
 for key, value in {
+    # Flows run on Prefect's temporary local server (one per test process), its state in a temp folder.
+    "PREFECT_HOME": _PREFECT_HOME,
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "DATAHUB_TELEMETRY_ENABLED": "false",
     "GX_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "true",

@@ -1,7 +1,8 @@
 """A small real fleet (30 High School and Beyond schools) and a workspace for the flow tests.
 
 The flows read their settings from the environment, as they do on a worker; Prefect runs them on
-its test harness (a temporary local server), MLflow on SQLite, DataHub Lite, a local lake."""
+MLflow on SQLite, DataHub Lite, a local lake.
+Prefect runs them on its temporary local server (see tests/conftest.py), as `hypernet demo` does."""
 
 from __future__ import annotations
 
@@ -20,14 +21,6 @@ SMALL_BUDGET = {
     "HYPERNET_RETRAIN__EVAL_EVERY": "20",
     "HYPERNET_RETRAIN__WORKERS": "1",
 }
-
-
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import time
 import boto3
 import pytest
 from mlflow import MlflowClient
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from typer.testing import CliRunner
 
 from catalog import open_catalog_from_settings
@@ -71,49 +72,52 @@ def test_stack_deploy_retrain_onboard_down(tmp_path, small_hsb, pipeline_env, mo
         env = stack.stack_env(ws)
         for k, v in env.items():
             monkeypatch.setenv(k, v)
-        settings = Settings()
-        name = settings.tracking.model_name
-        fleet, later = small_hsb
-        import_frame(settings, fleet, hsb.GROUP, hsb.TARGET, hsb.SCHOOL_META, prefix="hsb")
-        assert any(k.startswith("lake/hsb/") for k in _s3_keys(env, "lake/"))
-        deploy_all(settings)
+        # This process's Prefect client talks to the stack only inside this block: Prefect reads its
+        # settings once, so an environment variable alone would outlive the test.
+        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            settings = Settings()
+            name = settings.tracking.model_name
+            fleet, later = small_hsb
+            import_frame(settings, fleet, hsb.GROUP, hsb.TARGET, hsb.SCHOOL_META, prefix="hsb")
+            assert any(k.startswith("lake/hsb/") for k in _s3_keys(env, "lake/"))
+            deploy_all(settings)
 
-        _run("retrain/retrain")
-        client = MlflowClient(env["HYPERNET_TRACKING__TRACKING_URI"])
-        champion = client.get_model_version_by_alias(name, "champion")
-        assert int(champion.version) == 1
-        run = client.get_run(champion.run_id)
-        assert run.data.metrics["hypernetwork.seen"] > run.data.metrics["pooled.seen"]
-        assert any(k.startswith("mlflow/") and "interference" in k for k in _s3_keys(env, "mlflow/")), \
-            "run artifacts are not in the S3 server"
-        with open_catalog_from_settings(settings) as cat:
-            published = cat.list_models(name)
-        assert [m.version for m in published] == ["1"] and "champion" in published[0].aliases
-        assert len(published[0].trained_on) == 24
+            _run("retrain/retrain")
+            client = MlflowClient(env["HYPERNET_TRACKING__TRACKING_URI"])
+            champion = client.get_model_version_by_alias(name, "champion")
+            assert int(champion.version) == 1
+            run = client.get_run(champion.run_id)
+            assert run.data.metrics["hypernetwork.seen"] > run.data.metrics["pooled.seen"]
+            assert any(k.startswith("mlflow/") and "interference" in k for k in _s3_keys(env, "mlflow/")), \
+                "run artifacts are not in the S3 server"
+            with open_catalog_from_settings(settings) as cat:
+                published = cat.list_models(name)
+            assert [m.version for m in published] == ["1"] and "champion" in published[0].aliases
+            assert len(published[0].trained_on) == 24
 
-        _run("retrain/retrain", max_steps=1)
-        assert int(client.get_model_version_by_alias(name, "champion").version) == 1
-        assert int(client.get_model_version_by_alias(name, "challenger").version) == 2
+            _run("retrain/retrain", max_steps=1)
+            assert int(client.get_model_version_by_alias(name, "champion").version) == 1
+            assert int(client.get_model_version_by_alias(name, "challenger").version) == 2
 
-        table = tmp_path / "new_schools.parquet"
-        later.to_parquet(table)
-        emitted_at = time.time()
-        out = CliRunner().invoke(app, ["catalog", "import", str(table), "--group", hsb.GROUP, "--target", hsb.TARGET,
-                                       "--meta", ",".join(hsb.SCHOOL_META), "--prefix", "hsb"])
-        assert out.exit_code == 0, out.output
-        assert "catalog.dataset.registered" in out.output
-        triggered = _wait_for_triggered_run("onboard", emitted_at)
-        assert all(r.state.is_completed() for r in triggered), [r.state for r in triggered]
-        weights = _s3_keys(env, f"lake/weights/{name}/v1/")
-        assert len(weights) == 6
-        with open_catalog_from_settings(settings) as cat:
-            onboarded = {r.name: r.onboarding for r in cat.list_fleet() if r.onboarding}
-        assert len(onboarded) == 6 and {o.model_version for o in onboarded.values()} == {"1"}
+            table = tmp_path / "new_schools.parquet"
+            later.to_parquet(table)
+            emitted_at = time.time()
+            out = CliRunner().invoke(app, ["catalog", "import", str(table), "--group", hsb.GROUP, "--target", hsb.TARGET,
+                                           "--meta", ",".join(hsb.SCHOOL_META), "--prefix", "hsb"])
+            assert out.exit_code == 0, out.output
+            assert "catalog.dataset.registered" in out.output
+            triggered = _wait_for_triggered_run("onboard", emitted_at)
+            assert all(r.state.is_completed() for r in triggered), [r.state for r in triggered]
+            weights = _s3_keys(env, f"lake/weights/{name}/v1/")
+            assert len(weights) == 6
+            with open_catalog_from_settings(settings) as cat:
+                onboarded = {r.name: r.onboarding for r in cat.list_fleet() if r.onboarding}
+            assert len(onboarded) == 6 and {o.model_version for o in onboarded.values()} == {"1"}
 
-        _run("onboard/onboard")
-        assert _s3_keys(env, f"lake/weights/{name}/v1/") == weights
-        with open_catalog_from_settings(settings) as cat:
-            assert {r.name: r.onboarding for r in cat.list_fleet() if r.onboarding} == onboarded
+            _run("onboard/onboard")
+            assert _s3_keys(env, f"lake/weights/{name}/v1/") == weights
+            with open_catalog_from_settings(settings) as cat:
+                assert {r.name: r.onboarding for r in cat.list_fleet() if r.onboarding} == onboarded
     finally:
         stack.down(ws)
     assert not stack.leftovers(state)

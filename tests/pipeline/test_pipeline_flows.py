@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, prefect_harness, small_hsb, pipeline_env):
+def workspace(tmp_path_factory, small_hsb, pipeline_env):
     ws = tmp_path_factory.mktemp("pipeline")
     with pytest.MonkeyPatch.context() as mp:
         for k, v in pipeline_env(ws).items():
