@@ -1,6 +1,6 @@
 """Weights for datasets the champion has never seen: what the onboarding flow calls.
 
-A dataset is a candidate when the catalog lists it, it is not among the champion's training datasets
+A dataset is a candidate when the catalog lists it, it is not quarantined, it is not among the champion's training datasets
 (those are served by the champion itself, by dataset id) and it has no weights from the current
 champion yet. Its weights are generated zero-shot from its meta-features, or few-shot when it has
 labels: the first `few_shot_rows` rows (seeded order) adapt, the rest measure zero-shot vs few-shot.
@@ -18,7 +18,7 @@ import torch
 
 from catalog import DatasetRecord, open_catalog_from_settings
 from flows import tracking
-from flows.fleet_io import table_from_record
+from flows.fleet_io import table_from_record, trainable
 from flows.settings import Settings
 from flows.storage import Lake
 from hypernet_core import DatasetTable, FleetEncoder
@@ -59,7 +59,8 @@ def load_champion(settings: Settings) -> Champion | None:
 def candidates(settings: Settings, champion: Champion) -> list[DatasetRecord]:
     with open_catalog_from_settings(settings) as cat:
         waiting = cat.not_onboarded(str(champion.version))
-    return [r for r in waiting if r.name not in champion.trained_on]
+    # Quarantined datasets wait until they are validated again (`hypernet validate`) or re-registered.
+    return [r for r in trainable(waiting) if r.name not in champion.trained_on]
 
 
 @contextlib.contextmanager
