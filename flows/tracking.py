@@ -420,6 +420,9 @@ def log_comparison(report: Mapping[str, Any]) -> None:
     for k, entry in (report.get("few_shot") or {}).items():
         if isinstance(entry, Mapping) and _finite(entry.get("metric")):
             metrics[metric_name("hypernetwork", "unseen", f"{k}_shot")] = float(entry["metric"])
+    for k, v in (report.get("transfer") or {}).items():
+        if _finite(v):
+            metrics[metric_name("transfer", k)] = float(v)
     if isinstance(report.get("verdict"), Mapping) and "worth_it" in report["verdict"]:
         metrics["verdict.worth_it"] = float(bool(report["verdict"]["worth_it"]))
     mlflow.log_metrics(metrics)

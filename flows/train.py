@@ -18,7 +18,7 @@ from catalog import DatasetRecord, open_catalog_from_settings
 from flows import evaluation, tracking
 from flows.figures import fleet_figures
 from flows.fleet_io import list_fleet, table_from_record, trainable, validate_catalog_fleet
-from flows.promotion import Decision, decide
+from flows.promotion import Decision, backward_transfer, decide
 from flows.settings import Settings
 from flows.storage import Lake
 from hypernet_core import DatasetTable
@@ -117,7 +117,7 @@ def log_and_register(settings: Settings, validated: Validated, fleet: LoadedFlee
         tracking.log_datasets(fleet.datasets)
         tracking.log_validation(validated.results)
         tracking.log_comparison(result.report | {"champion": champion.__dict__ if champion else None,
-                                                 "decision": decision.__dict__})
+                                                 "decision": decision.__dict__, "transfer": transfer(result, champion)})
         tracking.log_per_dataset_metrics({k: m["per_dataset_seen"] for k, m in result.report["models"].items()})
         tracking.log_figures([Path(figures[k]) for k in ("heatmap", "gains", "matrix") if k in figures])
         model_dir = save_model(Path(tmp) / "model", result.model, result.encoder, result.model_config,
@@ -168,7 +168,15 @@ def retrain(max_steps: int | None = None) -> dict:
     return {"version": logged["version"], "alias": decision.alias, "reasons": decision.reasons,
             "run_id": logged["run_id"], "report": result.report,
             "champion": champion.__dict__ if champion else None, "datasets": len(fleet.tables),
+            "transfer": transfer(result, champion),
             "quarantined": {r["name"]: r["reason"] for r in validated.results if not r["ok"]}}
+
+
+def transfer(result: evaluation.FleetEvaluation, champion: Champion | None) -> dict:
+    """Backward: the new version minus the champion on the datasets both know (held-out rows);
+    forward: the new version on datasets it never saw (zero-shot, k-fold)."""
+    return {"backward_vs_champion": backward_transfer(result.per_dataset(), champion.per_dataset) if champion else None,
+            "forward_zero_shot": result.report["models"]["hypernetwork"].get("unseen")}
 
 
 def _flat(d: dict) -> dict:

@@ -28,3 +28,16 @@ import torch  # noqa: E402
 def _seeded():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_prefect_temporary_server():
+    """Stop Prefect's temporary server (started by the first flow run) while pytest still owns the
+    output streams; left to interpreter exit, its goodbye log line hits a closed stream."""
+    yield
+    import sys
+
+    server = sys.modules.get("prefect.server.api.server")
+    for instance in list(getattr(server, "SubprocessASGIServer", type("_", (), {"_instances": {}}))._instances.values()):
+        if instance.running:
+            instance.stop()

@@ -75,6 +75,8 @@ def test_worse_challenger_is_not_promoted(first):
     assert int(client.get_model_version_by_alias(s.tracking.model_name, "champion").version) == 1
     assert int(client.get_model_version_by_alias(s.tracking.model_name, "challenger").version) == 2
     assert second["champion"]["version"] == 1
+    assert second["transfer"]["backward_vs_champion"] < 0  # it lost ground on the datasets v1 knew
+    assert "transfer.backward_vs_champion" in client.get_run(second["run_id"]).data.metrics
 
 
 def test_onboarding_generates_weights_once(first, small_hsb):
