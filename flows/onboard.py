@@ -7,6 +7,9 @@ run (or a run started while another is going: they take turns) changes nothing.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -64,9 +67,9 @@ def onboard() -> dict:
         return {"champion": None, "onboarded": []}
     with onboarding.onboarding_lock(settings):
         ready = validate(settings, find_new_datasets(settings, champion))
-        folder = onboarding.scratch_dir()
-        done = [generate_and_store(settings, champion, r, folder) for r in ready]
-        run_id = log_to_mlflow(settings, champion, done) if done else None
+        with tempfile.TemporaryDirectory(prefix="hypernet-onboard-") as scratch:  # local copies for MLflow
+            done = [generate_and_store(settings, champion, r, Path(scratch)) for r in ready]
+            run_id = log_to_mlflow(settings, champion, done) if done else None
         publish(settings, champion, done)  # last: a dataset is marked onboarded only once all is stored
     print(f"champion v{champion.version}: onboarded {len(done)} dataset(s)")
     return {"champion": champion.version, "run_id": run_id,

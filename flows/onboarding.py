@@ -9,7 +9,6 @@ labels: the first `few_shot_rows` rows (seeded order) adapt, the rest measure ze
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from flows.settings import Settings
 from flows.storage import Lake
 from hypernet_core import DatasetTable, FleetEncoder
 from hypernet_core.export import GeneratedModel, generate
-from hypernet_core.io import load_model
 from hypernet_core.metrics import r2
 from hypernet_core.model import FleetModel
 
@@ -52,7 +50,7 @@ def load_champion(settings: Settings) -> Champion | None:
     version = tracking.champion_version(name)
     if version is None:
         return None
-    model, enc, _ = load_model(tracking.download_model_dir(name, "champion"))
+    model, enc, _ = tracking.load_registered(name, "champion")
     return Champion(version, model, enc, frozenset(enc.datasets))
 
 
@@ -122,10 +120,6 @@ def publish(settings: Settings, champion: Champion, done: list[Onboarded]) -> No
             cat.publish_generated_weights(d.urn, champion.version, d.location, d.metrics,
                                           group_name=settings.tracking.model_name)
             cat.set_onboarding(d.urn, champion.version)
-
-
-def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="hypernet-onboard-"))
 
 
 # ---- helpers ---------------------------------------------------------------------------------

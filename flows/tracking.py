@@ -348,6 +348,15 @@ def download_model_dir(name: str, alias_or_version: str | int, dst: str | Path |
     return local / conf["artifacts"]["model"]["path"]
 
 
+def load_registered(name: str, alias_or_version: str | int):
+    """A registered version as (FleetModel, FleetEncoder, spec), loaded from a download that is
+    removed again (the tensors are in memory once loaded)."""
+    from hypernet_core.io import load_model
+
+    with tempfile.TemporaryDirectory(prefix="hypernet-model-") as tmp:
+        return load_model(download_model_dir(name, alias_or_version, dst=tmp))
+
+
 def _registered_model_exists(client: MlflowClient, name: str) -> bool:
     return bool(client.search_registered_models(filter_string=f"name = '{_quote(name)}'", max_results=1))
 

@@ -22,7 +22,7 @@ from flows.promotion import Decision, backward_transfer, decide
 from flows.settings import Settings
 from flows.storage import Lake
 from hypernet_core import DatasetTable
-from hypernet_core.io import load_model, save_model
+from hypernet_core.io import save_model
 
 # Models and tables are passed between tasks in memory; nothing here is worth caching by input.
 step = task(cache_policy=NO_CACHE)
@@ -87,7 +87,7 @@ def evaluate_champion(settings: Settings, result: evaluation.FleetEvaluation) ->
     version = tracking.champion_version(settings.tracking.model_name)
     if version is None:
         return None
-    model, enc, _ = load_model(tracking.download_model_dir(settings.tracking.model_name, "champion"))
+    model, enc, _ = tracking.load_registered(settings.tracking.model_name, "champion")
     overall, per_dataset = evaluation.score_model(model, enc, result.test)
     return Champion(version, overall, per_dataset)
 
