@@ -48,7 +48,7 @@ def configs(settings: Settings, progress: bool = False, max_steps: int | None = 
     r = settings.retrain
     tcfg = TrainConfig(max_steps=max_steps or r.max_steps, accumulate=r.accumulate, eval_every=r.eval_every,
                        patience=r.patience, seed=settings.seed, device=settings.resolve_device(), progress=progress)
-    return ModelConfig(hidden=tuple(r.hidden)), tcfg
+    return ModelConfig(hidden=tuple(r.hidden), embed_dropout=r.embed_dropout), tcfg
 
 
 def train_and_evaluate(settings: Settings, tables: Sequence[DatasetTable], task: str = "regression",

@@ -23,9 +23,10 @@ from flows.settings import Settings
 from hypernet_core import ModelConfig, TrainConfig, holdout_tables
 
 # Chosen on HSB once (see the issue notes); every model gets the same configuration, budget and
-# number of seeds. Two micro-batches per step instead of the library default of four keep the whole
+# number of seeds. Embedding dropout 0.1 (library default 0.2): on HSB 0.1 / 0.2 / 0.35 gave unseen
+# R² 0.215 / 0.213 / 0.211 at equal seen R². Two micro-batches per step instead of the library default of four keep the whole
 # job near three minutes on two cores.
-HSB_MODEL = ModelConfig(hidden=(64, 64))
+HSB_MODEL = ModelConfig(hidden=(64, 64), embed_dropout=0.1)
 HSB_TRAIN = dict(max_steps=500, eval_every=25, patience=6, accumulate=2)
 UNSEEN_KINDS = ("hypernetwork", "pooled", "task_conditioned")  # one model per dataset can't do unseen
 SHOTS = (5, 10, 20)

@@ -57,6 +57,7 @@ class RetrainSettings(BaseModel):
 
     # One configuration and one budget for every model (chosen on HSB; see the demo notes).
     hidden: list[int] = [64, 64]
+    embed_dropout: float = 0.1  # chance of training a dataset as "unknown": what zero-shot learns from
     max_steps: int = 500
     accumulate: int = 2
     eval_every: int = 25
