@@ -33,10 +33,6 @@ class FleetEvaluation:
     test: list[DatasetTable]          # held-out rows of every dataset, for the champion comparison
     train_fleet: object = field(repr=False, default=None)  # encoded training rows, for interference
 
-    @property
-    def metric(self) -> str:
-        return self.report["metric"]
-
     def seen(self, kind: str = "hypernetwork") -> float:
         return self.report["models"][kind]["seen"]
 
@@ -78,9 +74,7 @@ def train_and_evaluate(settings: Settings, tables: Sequence[DatasetTable], task:
 def score_model(model: FleetModel, enc: FleetEncoder, tables: Sequence[DatasetTable]) -> tuple[float, dict[str, float]]:
     """Overall and per-dataset metric of a saved model on `tables`: datasets it knows use their learned
     embedding, the others are zero-shot; features it was not trained with are left out."""
-    usable = [DatasetTable(t.name, {f: v for f, v in t.features.items() if f in enc.features}, t.target, t.meta)
-              for t in tables]
-    fleet = enc.transform(usable)
+    fleet = enc.transform([t.with_features(enc.features) for t in tables])
     with torch.no_grad():
         out = predict(model, fleet).cpu()
     ev = score(enc.task, fleet.y, out, fleet.dataset, fleet.names)

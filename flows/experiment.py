@@ -211,7 +211,6 @@ class FewShotCurve:
 
     def add_fold(self, ens: "Members", enc: FleetEncoder, test: Sequence[DatasetTable], device: str) -> None:
         from hypernet_core.adapt import adapt, zero_shot_embeddings
-        from hypernet_core.fleet import DatasetTable as T
 
         pool = max(self.shots)
         rng = np.random.default_rng(self.seed)
@@ -220,10 +219,8 @@ class FewShotCurve:
             if t.n_rows <= pool + 1:
                 continue
             order = rng.permutation(t.n_rows)
-            take = lambda idx: T(t.name, {f: np.asarray(v)[idx] for f, v in t.features.items()},  # noqa: E731
-                                 np.asarray(t.target)[idx], t.meta)
-            support.append((take(order[:pool])))
-            query.append(take(order[pool:]))
+            support.append(t.rows(order[:pool]))
+            query.append(t.rows(order[pool:]))
         if not query:
             return
         self.n_datasets += len(query)
@@ -231,8 +228,7 @@ class FewShotCurve:
         self.y.append(q.y.cpu())
         self.preds[0].append(ens.predict(q, [zero_shot_embeddings(m, q.n_datasets) for m in ens.models]))
         for k in self.shots:
-            s = enc.transform([T(t.name, {f: v[:k] for f, v in t.features.items()}, t.target[:k], t.meta)
-                               for t in support], known=False).to(device)
+            s = enc.transform([t.rows(slice(0, k)) for t in support], known=False).to(device)
             start = time.perf_counter()
             adapted = [adapt(m, s, seed=self.seed) for m in ens.models]
             self.seconds[k] += time.perf_counter() - start

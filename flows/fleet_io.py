@@ -120,5 +120,13 @@ def validate_catalog_fleet(settings: Settings, records: list[DatasetRecord] | No
     return fleet
 
 
+def keep_valid(settings: Settings, records: list[DatasetRecord], results_dir: Path | None = None
+               ) -> tuple[list[DatasetRecord], FleetValidation]:
+    """Validate `records` (verdicts written to the catalog) and keep the ones that passed."""
+    result = validate_catalog_fleet(settings, records, results_dir)
+    ok = {r.name for r in result.valid}
+    return [r for r in records if r.name in ok], result
+
+
 def read_local_table(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)

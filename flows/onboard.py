@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import DatasetRecord
 from flows import onboarding, tracking
-from flows.fleet_io import trainable, validate_catalog_fleet
+from flows.fleet_io import keep_valid
 from flows.settings import Settings
 
 step = task(cache_policy=NO_CACHE)
@@ -31,11 +31,10 @@ def validate(settings: Settings, records: list[DatasetRecord]) -> list[DatasetRe
     """Great Expectations; a failing dataset is quarantined in the catalog and not onboarded."""
     if not records:
         return []
-    result = validate_catalog_fleet(settings, records)
+    valid, result = keep_valid(settings, records)
     for bad in result.quarantined:
         get_run_logger().warning(f"quarantined {bad.name}: {bad.reason}")
-    ok = {r.name for r in result.valid}
-    return trainable([r for r in records if r.name in ok])
+    return valid
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)

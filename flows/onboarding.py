@@ -76,7 +76,7 @@ def onboarding_lock(settings: Settings, timeout: float = 600):
 def generate_for(settings: Settings, champion: Champion, record: DatasetRecord) -> tuple[GeneratedModel, dict, dict]:
     """The dataset's weights and, when it has labels, zero-shot vs few-shot on its held-back rows."""
     df = Lake.from_settings(settings).read_table(record.location)
-    table = _known_features(table_from_record(record, df), champion.encoder)
+    table = table_from_record(record, df).with_features(champion.encoder.features)
     labelled = _labelled(table)
     if labelled is None:
         return generate(champion.model, champion.encoder, record.name, table.meta, seed=settings.seed), {}, {}
@@ -123,26 +123,19 @@ def publish(settings: Settings, champion: Champion, done: list[Onboarded]) -> No
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def _known_features(t: DatasetTable, enc: FleetEncoder) -> DatasetTable:
-    """Features the champion was not trained with can't be used; it sees them as missing."""
-    return DatasetTable(t.name, {f: v for f, v in t.features.items() if f in enc.features}, t.target, t.meta)
-
-
 def _labelled(t: DatasetTable) -> DatasetTable | None:
     y = np.asarray(t.target)
     keep = ~np.isnan(y.astype(np.float64)) if y.dtype.kind == "f" else np.array([v is not None for v in y])
     if not keep.any():
         return None
-    return DatasetTable(t.name, {f: np.asarray(v)[keep] for f, v in t.features.items()}, y[keep], t.meta)
+    return t.rows(keep)
 
 
 def _support_query(t: DatasetTable, k: int, seed: int) -> tuple[DatasetTable, DatasetTable | None]:
     order = np.random.default_rng(seed).permutation(t.n_rows)
-    take = lambda idx: DatasetTable(t.name, {f: np.asarray(v)[idx] for f, v in t.features.items()},  # noqa: E731
-                                    np.asarray(t.target)[idx], t.meta)
     if t.n_rows < k + 2:  # too few rows to hold any back: adapt on all of them, no evaluation
-        return take(order), None
-    return take(order[:k]), take(order[k:])
+        return t.rows(order), None
+    return t.rows(order[:k]), t.rows(order[k:])
 
 
 def _predict(generated: GeneratedModel, t: DatasetTable, enc: FleetEncoder) -> np.ndarray:

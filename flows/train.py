@@ -17,7 +17,8 @@ from prefect.cache_policies import NO_CACHE
 from catalog import DatasetRecord, open_catalog_from_settings
 from flows import evaluation, tracking
 from flows.figures import fleet_figures
-from flows.fleet_io import list_fleet, table_from_record, trainable, validate_catalog_fleet
+from flows.onboarding import load_champion
+from flows.fleet_io import keep_valid, list_fleet, table_from_record
 from flows.promotion import Decision, backward_transfer, decide
 from flows.settings import Settings
 from flows.storage import Lake
@@ -38,10 +39,11 @@ class Validated:
 class LoadedFleet:
     tables: list[DatasetTable]
     datasets: list[dict]  # name, urn, location, content hash: what this version was trained on
+    task: str             # regression | classification, from the catalog's learning contract
 
 
 @dataclass
-class Champion:
+class ChampionScores:
     version: int
     overall: float
     per_dataset: dict[str, float]
@@ -55,11 +57,11 @@ def discover_fleet(settings: Settings) -> list[DatasetRecord]:
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def validate_fleet(settings: Settings, records: list[DatasetRecord]) -> Validated:
     """Great Expectations on every dataset; verdicts go back to the catalog, failures are quarantined."""
-    result = validate_catalog_fleet(settings, records, results_dir=settings.reports_dir / "validation")
+    valid, result = keep_valid(settings, records, results_dir=settings.reports_dir / "validation")
     for bad in result.quarantined:
         get_run_logger().warning(f"quarantined {bad.name}: {bad.reason}")
     result.require_valid()
-    return Validated(trainable(list_fleet(settings)), [r.to_dict() for r in result.results])
+    return Validated(valid, [r.to_dict() for r in result.results])
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -71,25 +73,22 @@ def load_datasets(settings: Settings, records: list[DatasetRecord]) -> LoadedFle
         tables.append(table_from_record(record, df, tuple(settings.validation.stats_as_meta)))
         datasets.append({"name": record.name, "urn": record.urn, "location": record.location,
                          "content_hash": tracking.content_hash(df)})
-    return LoadedFleet(tables, datasets)
+    return LoadedFleet(tables, datasets, _one_task(records))
 
 
 @step
 def train_models(settings: Settings, fleet: LoadedFleet, max_steps: int | None) -> evaluation.FleetEvaluation:
-    task_types = {t.target.dtype.kind for t in fleet.tables}
-    task_type = "regression" if task_types <= {"f"} else "classification"
-    return evaluation.train_and_evaluate(settings, fleet.tables, task=task_type, max_steps=max_steps)
+    return evaluation.train_and_evaluate(settings, fleet.tables, task=fleet.task, max_steps=max_steps)
 
 
 @step
-def evaluate_champion(settings: Settings, result: evaluation.FleetEvaluation) -> Champion | None:
+def evaluate_champion(settings: Settings, result: evaluation.FleetEvaluation) -> ChampionScores | None:
     """The current champion on the same held-out rows as the new version."""
-    version = tracking.champion_version(settings.tracking.model_name)
-    if version is None:
+    champion = load_champion(settings)
+    if champion is None:
         return None
-    model, enc, _ = tracking.load_registered(settings.tracking.model_name, "champion")
-    overall, per_dataset = evaluation.score_model(model, enc, result.test)
-    return Champion(version, overall, per_dataset)
+    overall, per_dataset = evaluation.score_model(champion.model, champion.encoder, result.test)
+    return ChampionScores(champion.version, overall, per_dataset)
 
 
 @step
@@ -99,7 +98,7 @@ def draw_figures(settings: Settings, result: evaluation.FleetEvaluation, out_dir
 
 
 @step
-def gate(settings: Settings, result: evaluation.FleetEvaluation, champion: Champion | None) -> Decision:
+def gate(settings: Settings, result: evaluation.FleetEvaluation, champion: ChampionScores | None) -> Decision:
     pooled = result.report["models"].get("pooled", {}).get("seen", float("-inf"))
     return decide(result.seen(), result.per_dataset(), pooled,
                   champion.overall if champion else None, champion.per_dataset if champion else None,
@@ -108,7 +107,7 @@ def gate(settings: Settings, result: evaluation.FleetEvaluation, champion: Champ
 
 @step
 def log_and_register(settings: Settings, validated: Validated, fleet: LoadedFleet, result: evaluation.FleetEvaluation,
-                     champion: Champion | None, figures: dict, decision: Decision) -> dict:
+                     champion: ChampionScores | None, moves: dict, figures: dict, decision: Decision) -> dict:
     """One MLflow run with everything a reviewer needs, the model logged and registered (no alias yet)."""
     import mlflow
 
@@ -117,7 +116,7 @@ def log_and_register(settings: Settings, validated: Validated, fleet: LoadedFlee
         tracking.log_datasets(fleet.datasets)
         tracking.log_validation(validated.results)
         tracking.log_comparison(result.report | {"champion": champion.__dict__ if champion else None,
-                                                 "decision": decision.__dict__, "transfer": transfer(result, champion)})
+                                                 "decision": decision.__dict__, "transfer": moves})
         tracking.log_per_dataset_metrics({k: m["per_dataset_seen"] for k, m in result.report["models"].items()})
         tracking.log_figures([Path(figures[k]) for k in ("heatmap", "gains", "matrix") if k in figures])
         model_dir = save_model(Path(tmp) / "model", result.model, result.encoder, result.model_config,
@@ -161,22 +160,31 @@ def retrain(max_steps: int | None = None) -> dict:
     champion = evaluate_champion(settings, result)
     figures = draw_figures(settings, result, settings.reports_dir / "retrain")
     decision = gate(settings, result, champion)
-    logged = log_and_register(settings, validated, fleet, result, champion, figures, decision)
+    moves = transfer(result, champion)
+    logged = log_and_register(settings, validated, fleet, result, champion, moves, figures, decision)
     publish(settings, fleet, result, logged, decision)
     set_alias(settings, logged, decision)  # last: the alias never points at a half-stored version
     print(f"version {logged['version']} -> @{decision.alias}: " + "; ".join(decision.reasons))
     return {"version": logged["version"], "alias": decision.alias, "reasons": decision.reasons,
             "run_id": logged["run_id"], "report": result.report,
             "champion": champion.__dict__ if champion else None, "datasets": len(fleet.tables),
-            "transfer": transfer(result, champion),
+            "transfer": moves,
             "quarantined": {r["name"]: r["reason"] for r in validated.results if not r["ok"]}}
 
 
-def transfer(result: evaluation.FleetEvaluation, champion: Champion | None) -> dict:
+def transfer(result: evaluation.FleetEvaluation, champion: ChampionScores | None) -> dict:
     """Backward: the new version minus the champion on the datasets both know (held-out rows);
     forward: the new version on datasets it never saw (zero-shot, k-fold)."""
     return {"backward_vs_champion": backward_transfer(result.per_dataset(), champion.per_dataset) if champion else None,
             "forward_zero_shot": result.report["models"]["hypernetwork"].get("unseen")}
+
+
+def _one_task(records: list[DatasetRecord]) -> str:
+    tasks = {r.task_type for r in records}
+    if len(tasks) != 1:
+        raise ValueError(f"the fleet mixes task types {sorted(tasks)}; one hypernetwork learns one task: "
+                         "give each task its own fleet tag (HYPERNET_CATALOG__FLEET_TAG)")
+    return tasks.pop()
 
 
 def _flat(d: dict) -> dict:

@@ -36,6 +36,15 @@ class DatasetTable:
     def n_rows(self) -> int:
         return len(self.target)
 
+    def rows(self, idx) -> "DatasetTable":
+        """The same dataset restricted to some rows (an index array, a boolean mask or a slice)."""
+        return DatasetTable(self.name, {f: np.asarray(v)[idx] for f, v in self.features.items()},
+                            np.asarray(self.target)[idx], dict(self.meta))
+
+    def with_features(self, keep: Sequence[str]) -> "DatasetTable":
+        """The same rows with only the features in `keep` (a model sees the others as missing)."""
+        return DatasetTable(self.name, {f: v for f, v in self.features.items() if f in keep}, self.target, self.meta)
+
 
 @dataclass
 class Fleet:
@@ -345,7 +354,6 @@ def holdout_tables(tables: Sequence[DatasetTable], frac: float, seed: int = 0) -
         rng = np.random.default_rng([seed, zlib.crc32(t.name.encode())])
         held = np.zeros(n, dtype=bool)
         held[rng.permutation(n)[:k]] = True
-        for part, sel in ((train, ~held), (test, held)):
-            part.append(DatasetTable(t.name, {f: np.asarray(v)[sel] for f, v in t.features.items()},
-                                     np.asarray(t.target)[sel], dict(t.meta)))
+        train.append(t.rows(~held))
+        test.append(t.rows(held))
     return train, test
